@@ -1,0 +1,3 @@
+"""`pamkv` commands (filled in by its owning module)."""
+
+from pamkv.cli.app import app  # noqa: F401

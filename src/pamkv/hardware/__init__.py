@@ -1,0 +1,1 @@
+"""(this layer is filled in by its own issue)"""
