@@ -71,7 +71,9 @@ def validate(cls: type[M], data: Any, source: str, node: yaml.Node | None = None
     try:
         return cls.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        # An unknown field usually explains the "missing" one next to it (a typo): report it first.
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        err = errors[0]
         loc = tuple(err["loc"])
         field = ".".join(str(p) for p in loc) or "(top level)"
         line = _line_of(node, loc)
