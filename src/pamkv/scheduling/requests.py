@@ -1,0 +1,106 @@
+"""The request scheduler: continuous batching with a token budget, prefill first (as vLLM).
+
+Pure bookkeeping over request ids: it decides which waiting requests to prefill this iteration and
+which running requests decode, admitting by KV capacity and preempting (recompute, newest first) when
+the cache runs out. It keeps no clock and prices nothing.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    """Limits of one iteration."""
+
+    max_batch: int
+    """Most requests decoding at once."""
+    max_tokens_per_iter: int
+    """Most prompt tokens prefilled in one iteration."""
+    chunked_prefill: bool = False
+    """Split a prompt longer than the budget over iterations (else it takes a whole iteration alone)."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one iteration runs: prompt chunks to prefill, and requests to decode one token each."""
+
+    prefill: list[tuple[int, int]]
+    """(request id, prompt tokens prefilled this iteration)."""
+    decode: list[int]
+    """Requests that decode one token this iteration."""
+    preempted: list[int] = field(default_factory=list)
+    """Requests evicted this iteration (their KV freed; they wait to be recomputed)."""
+
+
+class RequestScheduler:
+    """Waiting queue (FIFO) and running set, with prefill-first admission.
+
+    ``fits(rid, tokens)`` is asked before a request's KV grows by ``tokens``; it must answer from the
+    KV manager's free capacity (it may reserve). ``release(rid)`` frees a preempted request's KV.
+    """
+
+    def __init__(self, limits: BatchLimits, fits: Callable[[int, int], bool], release: Callable[[int], None]):
+        self.limits = limits
+        self._fits = fits
+        self._release = release
+        self.waiting: deque[int] = deque()
+        self.running: list[int] = []
+        self.prefilled: dict[int, int] = {}
+        self.preemptions: dict[int, int] = {}
+
+    def add(self, rid: int) -> None:
+        """Queue an arrived request."""
+        self.waiting.append(rid)
+
+    def finish(self, rid: int) -> None:
+        """Remove a completed request from the running set."""
+        self.running.remove(rid)
+        self.prefilled.pop(rid, None)
+
+    def plan(self, prompt_len: Callable[[int], int]) -> Plan:
+        """Plan one iteration: prefill waiting requests while budget, batch and capacity allow; else decode.
+
+        Prefill comes first (vLLM's default): an iteration that admits prompts runs no decode.
+        """
+        budget = self.limits.max_tokens_per_iter
+        prefill: list[tuple[int, int]] = []
+        # A request part-way through a chunked prefill continues first.
+        queue = [r for r in self.running if self.prefilled.get(r, 0) < prompt_len(r)] + list(self.waiting)
+        for rid in queue:
+            left = prompt_len(rid) - self.prefilled.get(rid, 0)
+            if rid in self.waiting and len(self.running) >= self.limits.max_batch:
+                break
+            take = min(left, budget) if self.limits.chunked_prefill else left
+            if take <= 0 or (take > budget and prefill):
+                break
+            if not self._fits(rid, take):
+                break
+            if rid in self.waiting:
+                self.waiting.popleft()
+                self.running.append(rid)
+            self.prefilled[rid] = self.prefilled.get(rid, 0) + take
+            prefill.append((rid, take))
+            budget -= take
+            if budget <= 0:
+                break
+        if prefill:
+            return Plan(prefill=prefill, decode=[])
+        decode, preempted = self._decode_set(prompt_len)
+        return Plan(prefill=[], decode=decode, preempted=preempted)
+
+    def _decode_set(self, prompt_len: Callable[[int], int]) -> tuple[list[int], list[int]]:
+        ready = [r for r in self.running if self.prefilled.get(r, 0) >= prompt_len(r)]
+        preempted: list[int] = []
+        while ready and not self._fits(-1, len(ready)):
+            victim = ready.pop()  # newest first, as vLLM's recompute preemption
+            self.running.remove(victim)
+            self.prefilled.pop(victim, None)
+            self._release(victim)
+            self.waiting.appendleft(victim)
+            self.preemptions[victim] = self.preemptions.get(victim, 0) + 1
+            preempted.append(victim)
+        return ready, preempted
