@@ -39,8 +39,9 @@ class Plan:
 class RequestScheduler:
     """Waiting queue (FIFO) and running set, with prefill-first admission.
 
-    ``fits(rid, tokens)`` is asked before a request's KV grows by ``tokens``; it must answer from the
-    KV manager's free capacity (it may reserve). ``release(rid)`` frees a preempted request's KV.
+    ``fits(rid, tokens)`` asks whether ``tokens`` more KV tokens fit in the cache's free capacity;
+    within one plan the scheduler passes the running total it has granted so far (KV is only
+    allocated when the iteration runs). ``release(rid)`` frees a preempted request's KV.
     """
 
     def __init__(self, limits: BatchLimits, fits: Callable[[int, int], bool], release: Callable[[int], None]):
@@ -68,6 +69,7 @@ class RequestScheduler:
         """
         budget = self.limits.max_tokens_per_iter
         prefill: list[tuple[int, int]] = []
+        granted = 0
         # A request part-way through a chunked prefill continues first.
         queue = [r for r in self.running if self.prefilled.get(r, 0) < prompt_len(r)] + list(self.waiting)
         for rid in queue:
@@ -77,7 +79,7 @@ class RequestScheduler:
             take = min(left, budget) if self.limits.chunked_prefill else left
             if take <= 0 or (take > budget and prefill):
                 break
-            if not self._fits(rid, take):
+            if not self._fits(rid, granted + take):
                 break
             if rid in self.waiting:
                 self.waiting.popleft()
@@ -85,6 +87,7 @@ class RequestScheduler:
             self.prefilled[rid] = self.prefilled.get(rid, 0) + take
             prefill.append((rid, take))
             budget -= take
+            granted += take
             if budget <= 0:
                 break
         if prefill:
