@@ -19,7 +19,7 @@ GQA: query head ``h`` attends with KV head ``h // G``. Logits are ``scale * q . 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Literal, NamedTuple, overload
 
 import numpy as np
 
@@ -212,6 +212,20 @@ def partial_attention_multi(
     full_mask = None if vis is None else expand_query_mask(ops, vis, group)[0]
     out, lse = attend(ops, qg, kg, vg, full_mask)
     return ungroup(ops, out, lse, nq, kv_heads, group)
+
+
+@overload
+def dense_attention(
+    q: Array, k: Array, v: Array, scale: float | None = None, *, mask: Array | None = None,
+    return_lse: Literal[False] = False,
+) -> Array: ...
+
+
+@overload
+def dense_attention(
+    q: Array, k: Array, v: Array, scale: float | None = None, *, mask: Array | None = None,
+    return_lse: Literal[True],
+) -> tuple[Array, Array]: ...
 
 
 def dense_attention(

@@ -148,6 +148,8 @@ def _grouped(ops: Ops, q: Array, k: Array, scale: float | None) -> tuple[Array, 
 
 def softmax_last(ops: Ops, x: Array) -> Array:
     """Softmax over the last axis with the max shift (all -inf rows give zeros)."""
+    if x.shape[-1] == 0:
+        return x
     m = ops.amax(x, -1, keepdims=True)
     m = ops.where(ops.isfinite(m), m, 0.0)
     e = ops.exp(x - m)
@@ -392,7 +394,7 @@ def select_quest(
     if bounds.n_tokens != n_tokens:
         raise ValueError(f"page bounds cover {bounds.n_tokens} tokens, k has {n_tokens}")
     n_pages = bounds.n_pages
-    ub = page_upper_bounds(q, bounds, scale).reshape(kv_heads, -1, n_pages)
+    ub = page_upper_bounds(q, bounds, scale).reshape(kv_heads, q.shape[0] // kv_heads, n_pages)
     page_scores = group_probs(ops, ub)  # [K, P]
     page_len = np.full(n_pages, page_tokens, dtype=np.int64)
     if n_pages and n_tokens % page_tokens:
