@@ -1,0 +1,126 @@
+"""Intra-device KV mapping (PAPER.md §6.1): which bank group (unit) a new or moved block goes to.
+
+Three modes, all deterministic:
+
+* ``activity`` (PAM): each unit's activity is the number of selected tokens read from it over the last
+  ``window`` decode steps; a block goes to the least-active unit with a free slot. Placing many blocks
+  at once is a greedy water-fill: each placed block raises its unit's level by the expected window
+  activity of one block (the tier's window activity per resident token times the block size, at least
+  1), so a batch spreads instead of piling onto one unit. Ties go to the unit with fewer resident
+  blocks, then the lower index. SSD tiers use channel interleaving instead, as the paper does.
+* ``round-robin``: frequency-blind interleaving over the tier's units (the paper's "w/o KV mapping"
+  ablation: load-balanced by count, blind to heat).
+* ``sequential``: fill the lowest unit first (a naive contiguous mapping).
+
+Inside a unit a block takes the lowest free slot, which keeps rows dense; see :mod:`pamkv.kv.geometry`
+for how a slot's tokens spread over the unit's banks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pamkv.hardware.layout import UnitLoad
+from pamkv.kv.errors import CapacityError
+from pamkv.kv.geometry import DeviceGeometry
+
+
+class ActivityWindow:
+    """Per-unit counts of tokens read over the last ``window`` steps (a ring buffer of steps)."""
+
+    def __init__(self, units: int, window: int) -> None:
+        self.counts = np.zeros((window, units), dtype=np.int64)
+        self.step = 0
+
+    def record(self, units: np.ndarray) -> None:
+        """Add one step: ``units`` lists the (global) unit of every token read this step."""
+        row = self.step % self.counts.shape[0]
+        self.counts[row] = np.bincount(units, minlength=self.counts.shape[1])[: self.counts.shape[1]]
+        self.step += 1
+
+    def totals(self) -> np.ndarray:
+        """Tokens read per unit over the window, int64 ``[units]``."""
+        return self.counts.sum(axis=0)
+
+
+def waterfill(n: int, base: np.ndarray, free: np.ndarray, delta: int, tie: np.ndarray) -> np.ndarray:
+    """Units for ``n`` items by greedy least-level-first, each placed item raising its unit by ``delta``.
+
+    ``base[u]``: starting level (integer); ``free[u]``: items unit ``u`` can still take; ``tie[u]``:
+    secondary key (then unit index). Returns the unit of each item in greedy order, int64 ``[n]``.
+    Equivalent to popping the lowest ``(level, tie, unit)`` ``n`` times, found by bisection on the
+    final level instead (vectorised, O(units * log(n * delta))).
+    """
+    base = np.asarray(base, dtype=np.int64)
+    free = np.asarray(free, dtype=np.int64)
+    if n <= 0:
+        return np.zeros(0, dtype=np.int64)
+    if n > int(free.sum()):
+        raise CapacityError(f"{n} blocks do not fit in {int(free.sum())} free slots")
+    delta = max(1, int(delta))
+    live = free > 0
+
+    def below(level: int) -> np.ndarray:  # items each unit places at levels < level
+        return np.clip((level - 1 - base) // delta + 1, 0, free)
+
+    lo, hi = int(base[live].min()), int(base[live].max()) + delta * n
+    while lo < hi:  # smallest level L with sum(below(L + 1)) >= n
+        mid = (lo + hi) // 2
+        if int(below(mid + 1).sum()) >= n:
+            hi = mid
+        else:
+            lo = mid + 1
+    take = below(lo)
+    rest = n - int(take.sum())
+    at = live & (lo >= base) & ((lo - base) % delta == 0) & (take < free)
+    cand = np.flatnonzero(at)
+    cand = cand[np.lexsort((cand, tie[cand]))][:rest]
+    take[cand] += 1
+    units = np.repeat(np.arange(base.size), take)
+    starts = np.cumsum(take) - take
+    level = base[units] + delta * (np.arange(n) - np.repeat(starts, take))
+    return units[np.lexsort((units, tie[units], level))]
+
+
+def round_robin(n: int, free: np.ndarray, start: int) -> np.ndarray:
+    """Units for ``n`` items interleaved one per unit in turn from unit ``start``, skipping full units."""
+    units = free.size
+    pos = (np.arange(units) - start) % units
+    return waterfill(n, np.zeros(units, dtype=np.int64), free, 1, pos)
+
+
+def sequential(n: int, free: np.ndarray) -> np.ndarray:
+    """Units for ``n`` items filling the lowest-numbered unit first."""
+    free = np.asarray(free, dtype=np.int64)
+    if n > int(free.sum()):
+        raise CapacityError(f"{n} blocks do not fit in {int(free.sum())} free slots")
+    before = np.cumsum(free) - free
+    take = np.clip(n - before, 0, free)
+    return np.repeat(np.arange(free.size), take)
+
+
+def unit_load(geom: DeviceGeometry, unit: np.ndarray, slot: np.ndarray, offset: np.ndarray,
+              token_bytes: float) -> UnitLoad:
+    """Per-bank tokens read and distinct rows opened on one device for one layer's attention step.
+
+    ``unit``/``slot``/``offset``: the unit, block slot and in-block offset of every selected token on
+    this device. Rows are counted per bank as the union of the rows each token's bytes span.
+    """
+    layout = geom.layout
+    nb = layout.banks_per_unit
+    shape = (layout.units, nb)
+    unit = np.asarray(unit, dtype=np.int64)
+    bank, r0, r1 = geom.token_position(slot, offset)
+    group = unit * nb + bank
+    tokens = np.bincount(group, minlength=layout.units * nb).reshape(shape)
+    rows = np.zeros(layout.units * nb, dtype=np.int64)
+    if group.size:
+        span = int(r1.max()) + 2
+        order = np.argsort(group * span + r0)  # by bank, then first row (the order of equal starts is immaterial)
+        g, a, b = group[order], r0[order], r1[order]
+        run = np.maximum.accumulate(g * span + b)
+        prev = np.full(g.size, -1, dtype=np.int64)
+        prev[1:] = np.maximum(run[:-1] - g[1:] * span, -1)
+        fresh = np.clip(b - np.maximum(a, prev + 1) + 1, 0, None)
+        rows = np.bincount(g, weights=fresh, minlength=layout.units * nb).astype(np.int64)
+    return UnitLoad(tokens=tokens, rows=rows.reshape(shape), bytes_per_token=float(token_bytes))

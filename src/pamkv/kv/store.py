@@ -1,0 +1,698 @@
+"""The tiered KV store: blocks of requests spread over the devices of several memory tiers.
+
+Pure bookkeeping in the spirit of vLLM's block manager, held as numpy struct-of-arrays (one entry per
+block, never one Python object per token):
+
+* a request's KV is a list of blocks of ``block_tokens`` tokens; every block sits on exactly one device
+  of one tier, in one slot of one unit (bank group / SSD channel), which fixes its start bank, row and
+  column (:mod:`pamkv.kv.geometry`);
+* per token an importance ``I = lam*S + (1-lam)*I`` from the step's selection scores (§6.3), per unit
+  the tokens read over the last ``window`` steps (§6.1);
+* a placement policy (:mod:`pamkv.kv.policies`) decides where new blocks go and what moves; moves are
+  validated as a whole and applied atomically, and bytes are counted per link (tier pair);
+* optionally the real K/V tensors per block and layer (the functional path); the simulator runs the
+  same code without them.
+
+Every refused operation (a full store, an impossible plan) raises a :class:`~pamkv.kv.errors.KVStoreError`
+and leaves the store unchanged. ``check()`` verifies every invariant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from pamkv.hardware.layout import UnitLoad
+from pamkv.kv.errors import CapacityError, InvariantError, KVStoreError, PlanError
+from pamkv.kv.mapping import ActivityWindow, round_robin, sequential, unit_load, waterfill
+from pamkv.kv.migration import LinkTraffic, MigrationPlan, MigrationReport, link_name
+from pamkv.kv.policies import LayeredPolicy, NewBlocks, PlacementPolicy, PolicyView
+from pamkv.kv.spec import StoreSpec
+
+_I64 = np.int64
+
+
+@dataclass(frozen=True)
+class DevicePart:
+    """The tokens of one request (or a selection of them) that one device holds.
+
+    ``positions``: token indices in the request, ascending; ``k``/``v``: their K/V for the layer asked
+    (``[tokens, kv_heads, head_dim]``) when the store keeps payload and a layer was given.
+    """
+
+    tier: int
+    tier_name: str
+    device: int
+    positions: np.ndarray
+    k: np.ndarray | None = None
+    v: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class TokenLocation:
+    """Where tokens are: block id, offset in block, tier, device (in its tier), unit, bank (int64 arrays)."""
+
+    block: np.ndarray
+    offset: np.ndarray
+    tier: np.ndarray
+    device: np.ndarray
+    unit: np.ndarray
+    bank: np.ndarray
+
+
+def _ceil_div(a: np.ndarray, b: int) -> np.ndarray:
+    return -(-a // b)
+
+
+def _sorted_unique(a: np.ndarray) -> np.ndarray:
+    s = np.sort(a)
+    return s[np.concatenate(([True], s[1:] != s[:-1]))] if s.size else s
+
+
+def _has_duplicates(a: np.ndarray) -> bool:
+    s = np.sort(a)
+    return bool((s[1:] == s[:-1]).any())
+
+
+def _runs(sorted_values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(values, start index, length) of the runs of equal values in a sorted array."""
+    if sorted_values.size == 0:
+        return sorted_values, np.zeros(0, dtype=_I64), np.zeros(0, dtype=_I64)
+    starts = np.flatnonzero(np.concatenate(([True], sorted_values[1:] != sorted_values[:-1])))
+    return sorted_values[starts], starts, np.diff(np.append(starts, sorted_values.size))
+
+
+def _present(values: np.ndarray) -> list[int]:
+    """The distinct small non-negative ints in ``values`` (device ids), ascending."""
+    return np.flatnonzero(np.bincount(values)).tolist() if values.size else []
+
+
+def _ranges(starts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(owner index, value) pairs for the concatenated ranges ``starts[i] .. starts[i]+counts[i]-1``."""
+    owner = np.repeat(np.arange(counts.size), counts)
+    first = np.cumsum(counts) - counts
+    return owner, np.repeat(starts, counts) + (np.arange(int(counts.sum())) - np.repeat(first, counts))
+
+
+class TieredKVStore:
+    """Blocks of requests over tiered devices; see the module docstring.
+
+    ``policy`` defaults to :class:`~pamkv.kv.policies.LayeredPolicy` (fill top-down).
+    """
+
+    def __init__(self, spec: StoreSpec, policy: PlacementPolicy | None = None) -> None:
+        self.spec = spec
+        self.policy: PlacementPolicy = policy if policy is not None else LayeredPolicy()
+        self.block_tokens = spec.block_tokens
+        self.bytes_per_token = spec.bytes_per_token
+        self.tier_names = [t.name for t in spec.tiers]
+        self.geometry = [spec.geometry(i) for i in range(len(spec.tiers))]
+        self.capacity = spec.capacity_blocks()
+        ntiers = len(spec.tiers)
+
+        dev_tier, dev_local, dev_units = [], [], []
+        for t, ts in enumerate(spec.tiers):
+            for d in range(ts.devices):
+                dev_tier.append(t)
+                dev_local.append(d)
+                dev_units.append(self.geometry[t].layout.units)
+        self.dev_tier = np.array(dev_tier, dtype=_I64)
+        self.dev_local = np.array(dev_local, dtype=_I64)
+        self.unit_off = np.concatenate(([0], np.cumsum(dev_units))).astype(_I64)
+        self.unit_dev = np.repeat(np.arange(len(dev_units)), dev_units).astype(_I64)
+        first_dev = np.concatenate(([0], np.cumsum([t.devices for t in spec.tiers]))).astype(_I64)
+        self._tier_devs = [(int(first_dev[t]), int(first_dev[t + 1])) for t in range(ntiers)]
+        self.unit_cap = np.concatenate(
+            [self.geometry[t].unit_slots for t in self.dev_tier.tolist()]
+        ).astype(_I64)
+        self.unit_used = np.zeros_like(self.unit_cap)
+        self._unit_hw = np.zeros_like(self.unit_cap)  # 1 + highest slot ever used: free slots lie below it or after
+        self._owner: list[np.ndarray] = []
+        for t in self.dev_tier.tolist():
+            g = self.geometry[t]
+            own = np.full((g.layout.units, g.max_unit_slots), -1, dtype=_I64)
+            own[np.arange(g.max_unit_slots)[None, :] >= g.unit_slots[:, None]] = -2  # not a slot
+            self._owner.append(own)
+        self.activity = ActivityWindow(int(self.unit_off[-1]), spec.window)
+        self._rr = [0] * ntiers
+
+        self.used = np.zeros(ntiers, dtype=_I64)
+        self.tier_tokens = np.zeros(ntiers, dtype=_I64)
+        self.last_reads = np.zeros(ntiers, dtype=_I64)
+        self.traffic = MigrationReport()
+        self.steps = 0
+        self._birth = 0
+
+        self._bcap = 0
+        self._b: dict[str, np.ndarray] = {}
+        self._imp = np.zeros((0, self.block_tokens))
+        self._k: np.ndarray | None = None
+        self._v: np.ndarray | None = None
+        self._rslot: dict[int, int] = {}
+        self._index: tuple[np.ndarray, np.ndarray] | None = None  # sorted ids -> rows, rebuilt lazily
+        self._rcap = 0
+        self._r_id = np.zeros(0, dtype=_I64)
+        self._r_len = np.zeros(0, dtype=_I64)
+        self._r_nb = np.zeros(0, dtype=_I64)
+        self._r_table = np.full((0, 1), -1, dtype=_I64)
+        self._grow_blocks(64)
+        self._grow_requests(8, 1)
+
+    # --- sizes and growth --------------------------------------------------------------------------
+
+    _BLOCK_FIELDS = ("rslot", "logical", "fill", "tier", "dev", "unit", "slot", "bank", "row", "col", "birth")
+
+    def _grow_blocks(self, need: int) -> None:
+        if need <= self._bcap:
+            return
+        cap = max(need, 2 * self._bcap)
+        old = self._bcap
+        for f in self._BLOCK_FIELDS:
+            arr = np.full(cap, -1 if f == "rslot" else 0, dtype=_I64)
+            if old:
+                arr[:old] = self._b[f]
+            self._b[f] = arr
+        imp = np.zeros((cap, self.block_tokens))
+        imp[:old] = self._imp
+        self._imp = imp
+        p = self.spec.payload
+        if p is not None:
+            shape = (self.spec.layers, cap, self.block_tokens, p.kv_heads, p.head_dim)
+            for name in ("_k", "_v"):
+                arr = np.zeros(shape, dtype=p.dtype)
+                prev = getattr(self, name)
+                if prev is not None:
+                    arr[:, :old] = prev
+                setattr(self, name, arr)
+        self._bcap = cap
+
+    def _grow_requests(self, rows: int, cols: int) -> None:
+        r, c = self._r_table.shape
+        if rows <= self._rcap and cols <= c:
+            return
+        nr, nc = max(rows, 2 * self._rcap if rows > self._rcap else self._rcap), max(cols, 2 * c if cols > c else c)
+        table = np.full((nr, nc), -1, dtype=_I64)
+        table[:r, :c] = self._r_table
+        self._r_table = table
+        if nr > self._rcap:
+            pad = nr - self._rcap
+            self._r_id = np.concatenate((self._r_id, np.full(pad, -1, dtype=_I64)))
+            self._r_len = np.concatenate((self._r_len, np.zeros(pad, dtype=_I64)))
+            self._r_nb = np.concatenate((self._r_nb, np.zeros(pad, dtype=_I64)))
+            self._rcap = nr
+
+    # --- queries ----------------------------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[int]:
+        """Ids of the requests held, ascending."""
+        return sorted(self._rslot)
+
+    def length(self, request: int) -> int:
+        """Tokens held for ``request`` (0 if unknown)."""
+        slot = self._rslot.get(int(request))
+        return 0 if slot is None else int(self._r_len[slot])
+
+    def free_blocks(self) -> np.ndarray:
+        """Free blocks per tier, int64 ``[tiers]``."""
+        return self.capacity - self.used
+
+    def blocks_needed(self, requests: Sequence[int] | np.ndarray, counts: Sequence[int] | np.ndarray) -> int:
+        """New blocks that appending ``counts`` tokens to ``requests`` would allocate."""
+        reqs, cnt = self._batch(requests, counts)
+        cur = np.array([self.length(r) for r in reqs.tolist()], dtype=_I64)
+        bt = self.block_tokens
+        return int((_ceil_div(cur + cnt, bt) - _ceil_div(cur, bt)).sum())
+
+    def _slot(self, request: int) -> int:
+        try:
+            return self._rslot[int(request)]
+        except KeyError:
+            raise KVStoreError(f"unknown request {request}") from None
+
+    def _live(self) -> np.ndarray:
+        return np.flatnonzero(self._b["rslot"][: self._bcap] >= 0)
+
+    def _block_importance(self, blocks: np.ndarray) -> np.ndarray:
+        return self._imp[blocks].sum(axis=1)
+
+    def view(self) -> tuple[PolicyView, np.ndarray]:
+        """What a policy sees (the live blocks as arrays) and the block id of each view index."""
+        live = self._live()
+        b = self._b
+        rs = b["rslot"][live]
+        return PolicyView(
+            tier=b["tier"][live], importance=self._block_importance(live), tokens=b["fill"][live],
+            birth=b["birth"][live], logical=b["logical"][live], tail=self._r_nb[rs] - 1,
+            capacity=self.capacity.copy(), used=self.used.copy(),
+        ), live
+
+    def locate(self, requests: np.ndarray | Sequence[int] | int,
+               positions: np.ndarray | Sequence[int]) -> TokenLocation:
+        """Where each token ``(requests[i], positions[i])`` is; ``requests`` may be one id for all."""
+        pos = np.asarray(positions, dtype=_I64).ravel()
+        reqs = np.broadcast_to(np.asarray(requests, dtype=_I64), pos.shape)
+        slots = self._slots_of(reqs)
+        if pos.size and ((pos < 0).any() or (pos >= self._r_len[slots]).any()):
+            raise KVStoreError("a token position is outside its request")
+        blk = self._r_table[slots, pos // self.block_tokens]
+        off = pos % self.block_tokens
+        b = self._b
+        dev = b["dev"][blk]
+        slot = b["slot"][blk]
+        bank = (slot + off) % np.array([g.layout.banks_per_unit for g in self.geometry])[b["tier"][blk]]
+        return TokenLocation(blk, off, b["tier"][blk], self.dev_local[dev], b["unit"][blk], bank)
+
+    def _slots_of(self, reqs: np.ndarray) -> np.ndarray:
+        """Block-table rows of request ids (vectorised lookup in the sorted id list)."""
+        if self._index is None:
+            ids = np.array(sorted(self._rslot), dtype=_I64)
+            self._index = (ids, np.array([self._rslot[r] for r in ids.tolist()], dtype=_I64))
+        ids, rows = self._index
+        reqs = np.asarray(reqs, dtype=_I64)
+        at = np.minimum(np.searchsorted(ids, reqs), max(ids.size - 1, 0))
+        bad = (ids[at] != reqs) if ids.size else np.ones(reqs.shape, dtype=bool)
+        if bad.any():
+            raise KVStoreError(f"unknown request {int(reqs[bad].flat[0])}")
+        return rows[at]
+
+    def block_table(self, request: int) -> dict[str, np.ndarray]:
+        """The request's block table: per logical block its id, tier, device, unit, bank, row, col, fill."""
+        slot = self._slot(request)
+        ids = self._r_table[slot, : self._r_nb[slot]]
+        b = self._b
+        return {
+            "block": ids.copy(), "tier": b["tier"][ids], "device": self.dev_local[b["dev"][ids]],
+            "unit": b["unit"][ids], "bank": b["bank"][ids], "row": b["row"][ids], "col": b["col"][ids],
+            "tokens": b["fill"][ids],
+        }
+
+    def read(self, request: int, positions: np.ndarray | Sequence[int] | None = None,
+             layer: int | None = None) -> list[DevicePart]:
+        """The request's tokens (all, or ``positions``) split by the device holding them.
+
+        Parts come in (tier, device) order; with ``layer`` and payload each part carries its K/V.
+        """
+        slot = self._slot(request)
+        n = int(self._r_len[slot])
+        pos = np.arange(n, dtype=_I64) if positions is None else _sorted_unique(np.asarray(positions, dtype=_I64))
+        if pos.size and (pos[0] < 0 or pos[-1] >= n):
+            raise KVStoreError(f"request {request}: positions must lie in 0..{n - 1}")
+        if layer is not None and (self._k is None or not 0 <= layer < self.spec.layers):
+            raise KVStoreError(f"no K/V payload for layer {layer}")
+        blk = self._r_table[slot, pos // self.block_tokens]
+        off = pos % self.block_tokens
+        dev = self._b["dev"][blk]
+        order = np.argsort(dev, kind="stable")
+        devs, starts, lengths = _runs(dev[order])
+        parts = []
+        for d, lo, m in zip(devs.tolist(), starts.tolist(), lengths.tolist(), strict=True):
+            sel = order[lo: lo + m]
+            k = v = None
+            if layer is not None and self._k is not None and self._v is not None:
+                k = self._k[layer, blk[sel], off[sel]]
+                v = self._v[layer, blk[sel], off[sel]]
+            t = int(self.dev_tier[d])
+            parts.append(DevicePart(t, self.tier_names[t], int(self.dev_local[d]), pos[sel], k, v))
+        return parts
+
+    def tier_scores(self) -> np.ndarray:
+        """PAPER.md Eq. 8 per tier: summed token importance over tokens held (0 for an empty tier)."""
+        live = self._live()
+        s = np.bincount(self._b["tier"][live], weights=self._block_importance(live), minlength=len(self.tier_names))
+        out = np.zeros(len(self.tier_names))
+        np.divide(s, self.tier_tokens, out=out, where=self.tier_tokens > 0)
+        return out
+
+    def unit_loads(self, requests: np.ndarray | Sequence[int],
+                   positions: np.ndarray | Sequence[int]) -> list[list[UnitLoad]]:
+        """Per tier, per device: the :class:`UnitLoad` of reading tokens ``(requests[i], positions[i])``."""
+        loc = self.locate(requests, positions)
+        dev = self._b["dev"][loc.block]
+        order = np.argsort(dev, kind="stable")
+        bounds = np.searchsorted(dev[order], np.arange(self.dev_tier.size + 1))
+        per_layer = self.bytes_per_token / self.spec.layers
+        out: list[list[UnitLoad]] = [[] for _ in self.tier_names]
+        for g, t in enumerate(self.dev_tier.tolist()):
+            sel = order[bounds[g]: bounds[g + 1]]
+            out[t].append(unit_load(self.geometry[t], loc.unit[sel], self._b["slot"][loc.block[sel]],
+                                    loc.offset[sel], per_layer))
+        return out
+
+    # --- appending, payload, freeing ----------------------------------------------------------------
+
+    def _batch(self, requests: Sequence[int] | np.ndarray | int,
+               counts: Sequence[int] | np.ndarray | int) -> tuple[np.ndarray, np.ndarray]:
+        reqs = np.atleast_1d(np.asarray(requests, dtype=_I64))
+        cnt = np.broadcast_to(np.asarray(counts, dtype=_I64), reqs.shape).copy()
+        if reqs.ndim != 1 or _has_duplicates(reqs):
+            raise KVStoreError("requests of one batch must be distinct ids")
+        if (cnt < 0).any():
+            raise KVStoreError("token counts must be non-negative")
+        return reqs, cnt
+
+    def append(self, requests: Sequence[int] | np.ndarray | int,
+               counts: Sequence[int] | np.ndarray | int = 1) -> np.ndarray:
+        """Add ``counts`` tokens to each request (new ids start a request); returns their first positions.
+
+        New blocks are placed by the policy (which may first displace blocks — a real, counted migration)
+        and mapped inside devices by the store's mapping. Raises :class:`CapacityError` if they do not fit.
+        """
+        reqs, cnt = self._batch(requests, counts)
+        bt = self.block_tokens
+        known = np.array([self._rslot.get(r, -1) for r in reqs.tolist()], dtype=_I64)
+        cur = np.where(known >= 0, self._r_len[np.maximum(known, 0)], 0) if known.size else known
+        new = cur + cnt
+        nb0, nb1 = _ceil_div(cur, bt), _ceil_div(new, bt)
+        need = nb1 - nb0
+        k = int(need.sum())
+        owner, logical = _ranges(nb0, need)
+        births = self._birth + np.arange(k, dtype=_I64)
+        new_tier = np.zeros(0, dtype=_I64)
+        moves = (new_tier, new_tier)
+        if k:
+            if k > int(self.free_blocks().sum()):
+                raise CapacityError(f"{k} new blocks do not fit: {int(self.free_blocks().sum())} free")
+            view, live = self.view()
+            placed = self.policy.place(view, NewBlocks(logical, nb1[owner] - 1, births))
+            new_tier = np.asarray(placed.tier, dtype=_I64)
+            if new_tier.shape != (k,) or new_tier.min() < 0 or new_tier.max() >= self.capacity.size:
+                raise PlanError(f"policy '{self.policy.name}' returned bad tiers for {k} new blocks")
+            moves = self._validate(live[np.asarray(placed.moved, dtype=_I64)], None,
+                                   np.asarray(placed.moved_to, dtype=_I64), extra=new_tier)
+
+        for i, r in enumerate(reqs.tolist()):  # new requests get a row of the block table
+            if known[i] < 0:
+                free_rows = np.flatnonzero(self._r_id[: self._rcap] < 0)
+                if free_rows.size == 0:
+                    self._grow_requests(self._rcap + 1, 1)
+                    free_rows = np.flatnonzero(self._r_id < 0)
+                known[i] = int(free_rows[0])
+                self._rslot[r] = int(known[i])
+                self._index = None
+                self._r_id[known[i]] = r
+                self._r_len[known[i]] = 0
+                self._r_nb[known[i]] = 0
+        if len(moves[0]):
+            self._apply(*moves)
+        ids = self._alloc_ids(k)
+        b = self._b
+        b["rslot"][ids] = known[owner]
+        b["logical"][ids] = logical
+        b["birth"][ids] = births
+        b["fill"][ids] = 0
+        self._imp[ids] = 0.0
+        for t in range(self.capacity.size):
+            self._place(ids[new_tier == t], t)
+        self._grow_requests(self._rcap, int(nb1.max(initial=0)))
+        self._r_table[known[owner], logical] = ids
+
+        grow = cnt > 0  # fill every block the new tokens touch (the old partial one and the new ones)
+        first = cur // bt
+        n_touch = np.where(grow, nb1 - first, 0)
+        o2, lg = _ranges(first, n_touch)
+        blk = self._r_table[known[o2], lg]
+        fill = np.minimum(bt, new[o2] - lg * bt)
+        self.tier_tokens += np.bincount(b["tier"][blk], weights=fill - b["fill"][blk],
+                                        minlength=self.capacity.size).astype(_I64)
+        b["fill"][blk] = fill
+        self._r_len[known] = new
+        self._r_nb[known] = nb1
+        self._birth += k
+        return cur
+
+    def _alloc_ids(self, k: int) -> np.ndarray:
+        free = np.flatnonzero(self._b["rslot"][: self._bcap] < 0)
+        if free.size < k:
+            start = self._bcap
+            self._grow_blocks(self._bcap + k - free.size)
+            free = np.concatenate((free, np.arange(start, self._bcap)))
+        return free[:k].astype(_I64)
+
+    def write_kv(self, request: int, positions: np.ndarray | Sequence[int], layer: int,
+                 k: np.ndarray, v: np.ndarray) -> None:
+        """Store the real K/V (``[tokens, kv_heads, head_dim]``) of ``positions`` for one layer."""
+        if self._k is None or self._v is None:
+            raise KVStoreError("this store keeps no K/V payload (StoreSpec.payload is not set)")
+        if not 0 <= layer < self.spec.layers:
+            raise KVStoreError(f"layer {layer} out of range 0..{self.spec.layers - 1}")
+        loc = self.locate(request, positions)
+        self._k[layer, loc.block, loc.offset] = k
+        self._v[layer, loc.block, loc.offset] = v
+
+    def free(self, requests: Sequence[int] | np.ndarray | int) -> None:
+        """Drop requests and release all their blocks."""
+        reqs = np.atleast_1d(np.asarray(requests, dtype=_I64))
+        slots = np.array([self._slot(r) for r in reqs.tolist()], dtype=_I64)
+        if _has_duplicates(slots):
+            raise KVStoreError("requests to free must be distinct")
+        table = self._r_table[slots]
+        ids = table[table >= 0]
+        self._release(ids)
+        self._b["rslot"][ids] = -1
+        self._b["fill"][ids] = 0
+        self._r_table[slots] = -1
+        self._r_id[slots] = -1
+        self._r_len[slots] = 0
+        self._r_nb[slots] = 0
+        for r in reqs.tolist():
+            del self._rslot[r]
+        self._index = None
+
+    # --- importance and activity --------------------------------------------------------------------
+
+    def observe(self, batch: Sequence[int] | np.ndarray, requests: Sequence[int] | np.ndarray | None = None,
+                positions: Sequence[int] | np.ndarray | None = None,
+                scores: Sequence[float] | np.ndarray | None = None) -> None:
+        """Record one decode step: the requests in ``batch`` took it and read tokens ``(requests[i], positions[i])``.
+
+        Every token of the batch decays (``I *= 1 - lam``) and each read token gains ``lam * scores[i]``
+        (default score 1; scores must be finite and non-negative, 0 for a token not selected); the reads
+        count toward their units' activity. Requests not in ``batch`` keep their importance.
+        """
+        lam = self.spec.lam
+        bslots = self._slots_of(np.asarray(batch, dtype=_I64).ravel())
+        table = self._r_table[bslots]
+        self._imp[table[table >= 0]] *= 1.0 - lam
+        reads = np.zeros(0, dtype=_I64)
+        if positions is not None and requests is not None:
+            pos = np.asarray(positions, dtype=_I64).ravel()
+            reqs = np.broadcast_to(np.asarray(requests, dtype=_I64), pos.shape)
+            in_batch = np.zeros(self._rcap, dtype=bool)
+            in_batch[bslots] = True
+            if not in_batch[self._slots_of(reqs)].all():
+                raise KVStoreError("every read token must belong to a request of the batch")
+            s = np.ones(pos.size) if scores is None else np.asarray(scores, dtype=np.float64).ravel()
+            if s.shape != pos.shape or not np.isfinite(s).all() or (s < 0).any():
+                raise ValueError("scores must be finite, non-negative, one per read token")
+            loc = self.locate(reqs, pos)
+            flat = loc.block * self.block_tokens + loc.offset
+            if _has_duplicates(flat):
+                raise KVStoreError("a token is listed twice in one step")
+            self._imp[loc.block, loc.offset] += lam * s
+            reads = self.unit_off[self._b["dev"][loc.block]] + loc.unit
+            self.last_reads = np.bincount(loc.tier, minlength=self.capacity.size).astype(_I64)
+        else:
+            self.last_reads = np.zeros(self.capacity.size, dtype=_I64)
+        self.activity.record(reads)
+        self.steps += 1
+
+    # --- migration ---------------------------------------------------------------------------------
+
+    def plan(self) -> MigrationPlan:
+        """The policy's moves for this step, as a plan of block ids (not yet applied)."""
+        view, live = self.view()
+        items, dst = self.policy.plan(view)
+        items = np.asarray(items, dtype=_I64)
+        return MigrationPlan(live[items], view.tier[items], np.asarray(dst, dtype=_I64))
+
+    def migrate(self, plan: MigrationPlan) -> MigrationReport:
+        """Apply a plan atomically (all moves, or none and an exception); returns bytes per link."""
+        moves = self._validate(np.asarray(plan.blocks, dtype=_I64), np.asarray(plan.src, dtype=_I64),
+                               np.asarray(plan.dst, dtype=_I64))
+        return self._apply(*moves)
+
+    def schedule(self) -> MigrationReport:
+        """Plan and apply this step's moves."""
+        return self.migrate(self.plan())
+
+    def _validate(self, blocks: np.ndarray, src: np.ndarray | None, dst: np.ndarray,
+                  extra: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        ntiers = self.capacity.size
+        if blocks.ndim != 1 or dst.shape != blocks.shape or (src is not None and src.shape != blocks.shape):
+            raise PlanError("a plan needs blocks, src and dst of the same length")
+        if blocks.size:
+            bad = (blocks < 0) | (blocks >= self._bcap)
+            bad[~bad] = self._b["rslot"][blocks[~bad]] < 0
+            if bad.any():
+                raise PlanError(f"unknown block {int(blocks[bad][0])}")
+            if _has_duplicates(blocks):
+                raise PlanError("a block appears twice in one plan")
+            if dst.min() < 0 or dst.max() >= ntiers:
+                raise PlanError(f"destination tiers must lie in 0..{ntiers - 1}")
+        cur = self._b["tier"][blocks]
+        if src is not None and (src != cur).any():
+            i = int(np.flatnonzero(src != cur)[0])
+            raise PlanError(f"block {int(blocks[i])} is in tier '{self.tier_names[cur[i]]}', "
+                            f"not '{self.tier_names[int(src[i])] if 0 <= src[i] < ntiers else src[i]}'")
+        if (cur == dst).any():
+            raise PlanError(f"block {int(blocks[cur == dst][0])} would move to the tier it is in")
+        after = (self.used - np.bincount(cur, minlength=ntiers) + np.bincount(dst, minlength=ntiers)
+                 + (np.bincount(extra, minlength=ntiers) if extra is not None else 0))
+        if (after > self.capacity).any():
+            t = int(np.flatnonzero(after > self.capacity)[0])
+            raise CapacityError(f"tier '{self.tier_names[t]}' would hold {int(after[t])} blocks "
+                                f"(capacity {int(self.capacity[t])})")
+        return blocks, dst
+
+    def _apply(self, blocks: np.ndarray, dst: np.ndarray) -> MigrationReport:
+        src = self._b["tier"][blocks].copy()
+        fill = self._b["fill"][blocks]
+        self._release(blocks)
+        for t in range(self.capacity.size):
+            self._place(blocks[dst == t], t)
+        report = MigrationReport()
+        ntiers = self.capacity.size
+        pair = src * ntiers + dst
+        nblk = np.bincount(pair, minlength=ntiers * ntiers)
+        ntok = np.bincount(pair, weights=fill, minlength=ntiers * ntiers)
+        for p in np.flatnonzero(nblk).tolist():
+            s, d = divmod(p, ntiers)
+            report.links[link_name(self.tier_names[s], self.tier_names[d])] = LinkTraffic(
+                int(nblk[p]), int(ntok[p]), float(ntok[p]) * self.bytes_per_token)
+        self.traffic.add(report)
+        return report
+
+    # --- slots -------------------------------------------------------------------------------------
+
+    def _release(self, blocks: np.ndarray) -> None:
+        if blocks.size == 0:
+            return
+        b = self._b
+        dev = b["dev"][blocks]
+        for g in _present(dev):
+            sel = blocks[dev == g]
+            self._owner[g][b["unit"][sel], b["slot"][sel]] = -1
+        gu = self.unit_off[dev] + b["unit"][blocks]
+        self.unit_used -= np.bincount(gu, minlength=self.unit_used.size)
+        tiers = b["tier"][blocks]
+        self.used -= np.bincount(tiers, minlength=self.used.size)
+        self.tier_tokens -= np.bincount(tiers, weights=b["fill"][blocks], minlength=self.used.size).astype(_I64)
+
+    def _choose_units(self, n: int, t: int) -> np.ndarray:
+        d0, d1 = self._tier_devs[t]
+        u0, u1 = int(self.unit_off[d0]), int(self.unit_off[d1])
+        free = self.unit_cap[u0:u1] - self.unit_used[u0:u1]
+        mode = self.spec.mapping
+        if mode == "activity" and self.spec.tiers[t].kind == "ssd":
+            mode = "round-robin"  # SSD: standard channel interleaving (PAPER.md §6.1)
+        if mode == "activity":
+            act = self.activity.totals()[u0:u1]
+            delta = max(1, round(int(act.sum()) * self.block_tokens / max(1, int(self.tier_tokens[t]))))
+            units = waterfill(n, act, free, delta, self.unit_used[u0:u1])
+        elif mode == "round-robin":
+            units = round_robin(n, free, self._rr[t])
+            self._rr[t] = (int(units[-1]) + 1) % (u1 - u0)
+        else:
+            units = sequential(n, free)
+        return units + u0
+
+    def _place(self, blocks: np.ndarray, t: int) -> None:
+        n = blocks.size
+        if n == 0:
+            return
+        gu = self._choose_units(n, t)
+        order = np.argsort(gu, kind="stable")
+        uniq, _, counts = _runs(gu[order])
+        slots = np.empty(n, dtype=_I64)
+        udev = self.unit_dev[uniq]
+        chunks = []
+        for g in _present(udev):
+            sel = udev == g
+            local = uniq[sel] - self.unit_off[g]
+            # [0, hw + count) holds at least `count` free slots: holes below hw plus never-used ones
+            limit = int((self._unit_hw[uniq[sel]] + counts[sel]).max())
+            rows = self._owner[g][local, :limit]
+            free = rows == -1
+            pick = free & (np.cumsum(free, axis=1) <= counts[sel][:, None])
+            chunks.append(np.nonzero(pick)[1])  # row-major: unit by unit, lowest slots first
+        slots[order] = np.concatenate(chunks)
+        b = self._b
+        dev = self.unit_dev[gu]
+        b["tier"][blocks] = t
+        b["dev"][blocks] = dev
+        b["unit"][blocks] = gu - self.unit_off[dev]
+        b["slot"][blocks] = slots
+        bank, row, col = self.geometry[t].slot_position(slots)
+        b["bank"][blocks], b["row"][blocks], b["col"][blocks] = bank, row, col
+        for g in _present(dev):
+            sel = dev == g
+            self._owner[g][b["unit"][blocks[sel]], slots[sel]] = blocks[sel]
+        self.unit_used += np.bincount(gu, minlength=self.unit_used.size)
+        np.maximum.at(self._unit_hw, gu, slots + 1)
+        self.used[t] += n
+        self.tier_tokens[t] += int(b["fill"][blocks].sum())
+
+    # --- invariants --------------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Verify every invariant; raises :class:`InvariantError` naming the first one broken.
+
+        Each live block is owned by exactly one slot of one device of its tier and vice versa; per-unit,
+        per-tier block and token counts match; no unit or tier is over capacity; every request's table
+        lists live blocks of that request in order, all full but the last, holding exactly its tokens.
+        """
+        b = self._b
+        live = self._live()
+        owners = []
+        for g, own in enumerate(self._owner):
+            u, s = np.nonzero(own >= 0)
+            owners.append(np.stack([own[u, s], np.full(u.size, g), u, s]))
+        allown = np.concatenate(owners, axis=1) if owners else np.zeros((4, 0), dtype=_I64)
+        allown = allown[:, np.argsort(allown[0], kind="stable")]
+        if not np.array_equal(allown[0], live):
+            raise InvariantError("slot owners and live blocks differ (a block lost, duplicated or leaked)")
+        if not (np.array_equal(allown[1], b["dev"][live]) and np.array_equal(allown[2], b["unit"][live])
+                and np.array_equal(allown[3], b["slot"][live])):
+            raise InvariantError("a block's recorded device/unit/slot is not the slot that owns it")
+        if not np.array_equal(self.dev_tier[b["dev"][live]], b["tier"][live]):
+            raise InvariantError("a block's tier is not its device's tier")
+        for t, geom in enumerate(self.geometry):
+            sel = live[b["tier"][live] == t]
+            bank, row, col = geom.slot_position(b["slot"][sel])
+            if not (np.array_equal(bank, b["bank"][sel]) and np.array_equal(row, b["row"][sel])
+                    and np.array_equal(col, b["col"][sel])):
+                raise InvariantError(f"tier '{self.tier_names[t]}': bank/row/col disagree with the slot")
+        gu = self.unit_off[b["dev"][live]] + b["unit"][live]
+        if not np.array_equal(np.bincount(gu, minlength=self.unit_used.size), self.unit_used):
+            raise InvariantError("per-unit block counts are wrong")
+        if (self.unit_used > self.unit_cap).any():
+            raise InvariantError("a unit holds more blocks than it has slots")
+        ntiers = self.capacity.size
+        if not np.array_equal(np.bincount(b["tier"][live], minlength=ntiers), self.used):
+            raise InvariantError("per-tier block counts are wrong")
+        if (self.used > self.capacity).any():
+            raise InvariantError("a tier is over capacity")
+        tok = np.bincount(b["tier"][live], weights=b["fill"][live], minlength=ntiers).astype(_I64)
+        if not np.array_equal(tok, self.tier_tokens):
+            raise InvariantError("per-tier token counts are wrong")
+        bt = self.block_tokens
+        listed = 0
+        for r, slot in self._rslot.items():
+            nb, n = int(self._r_nb[slot]), int(self._r_len[slot])
+            ids = self._r_table[slot, :nb]
+            if nb != -(-n // bt) or (self._r_table[slot, nb:] != -1).any() or self._r_id[slot] != r:
+                raise InvariantError(f"request {r}: block table length disagrees with its {n} tokens")
+            if (ids < 0).any() or (b["rslot"][ids] != slot).any() or (b["logical"][ids] != np.arange(nb)).any():
+                raise InvariantError(f"request {r}: block table lists a block of another request or order")
+            want = np.minimum(bt, n - np.arange(nb) * bt)
+            if not np.array_equal(b["fill"][ids], want):
+                raise InvariantError(f"request {r}: blocks are not full-but-the-last for {n} tokens")
+            listed += nb
+        if listed != live.size:
+            raise InvariantError("live blocks that no request lists (leaked)")
+        mask = np.arange(bt)[None, :] >= b["fill"][live][:, None]
+        if (self._imp[live][mask] != 0).any():
+            raise InvariantError("importance recorded for a token slot that holds no token")
