@@ -149,5 +149,5 @@ class StoreMachine(RuleBasedStateMachine):
                 assert (table["device"][blocks] == p.device).all()
 
 
-StoreMachine.TestCase.settings = settings(max_examples=40, stateful_step_count=25, deadline=None)
+StoreMachine.TestCase.settings = settings(max_examples=30, stateful_step_count=25, deadline=None)
 TestStoreMachine = StoreMachine.TestCase

@@ -118,8 +118,9 @@ def build_geometry(
 ) -> DeviceGeometry:
     """The geometry of one device from its layout and capacity (blocks, or bytes, or what the layout holds).
 
-    ``capacity_bytes`` becomes the whole blocks it holds, capped at what the layout can address once
-    slots are row-aligned (the alignment loss is real: a mapping cannot use part of a row twice).
+    ``name`` names the default layout. ``capacity_bytes`` becomes the whole blocks it holds, capped at
+    what the layout can address once slots are row-aligned (the alignment loss is real: a mapping
+    cannot use part of a row twice).
     Without a layout the device is one unit of one bank (pure bookkeeping). Raises ``ValueError`` when the
     capacity is missing, zero, or larger than the layout.
     """
@@ -128,13 +129,13 @@ def build_geometry(
     if capacity_blocks is None and capacity_bytes is not None:
         capacity_blocks = int(capacity_bytes // block_bytes)
         if capacity_blocks < 1:
-            raise ValueError(f"{name}: capacity_bytes {capacity_bytes:g} holds no block of {block_bytes:g} B")
+            raise ValueError(f"capacity_bytes {capacity_bytes:g} holds no block of {block_bytes:g} B")
         if layout is not None:
             fit = _fit_slots_per_unit(layout, -(-block_tokens // layout.banks_per_unit) * tb, layers)
             capacity_blocks = min(capacity_blocks, fit * layout.units)
     if layout is None:
         if capacity_blocks is None:
-            raise ValueError(f"{name}: give capacity_blocks, capacity_bytes or a layout")
+            raise ValueError("give capacity_blocks, capacity_bytes or a layout")
         layout = DeviceLayout(
             name=name, kind="dram", units=1, banks_per_unit=1, rows_per_bank=capacity_blocks * layers,
             row_bytes=block_tokens * tb,
@@ -143,5 +144,5 @@ def build_geometry(
         capacity_blocks = _fit_slots_per_unit(layout, -(-block_tokens // layout.banks_per_unit) * tb, layers)
         capacity_blocks *= layout.units
         if capacity_blocks < 1:
-            raise ValueError(f"{name}: layout '{layout.name}' holds no block of {block_tokens} tokens")
+            raise ValueError(f"layout '{layout.name}' holds no block of {block_tokens} tokens")
     return DeviceGeometry(layout, block_tokens, tb, layers, capacity_blocks)

@@ -160,7 +160,8 @@ class PamPolicy:
     tiers (two tiers use ``(x, 1)``). A new block enters the top tier when it is
     its request's first block (the attention sink) or one of its last ``hot_new_blocks`` (the recent
     window); displaced are the blocks of lowest per-token importance. Other new blocks (the middle of
-    a long prefill) count as importance 0 and fill free room top-down without displacing anything.
+    a long prefill) count as importance 0: they take free room, the newest highest, and displace
+    nothing.
     ``max_swaps``/``max_promotions``/``margin``: the scheduler's per-step budget and hysteresis.
     """
 

@@ -118,8 +118,13 @@ class StoreSpec(BaseModel):
             raise ValueError(f"tier names must be unique (got {names})")
         if self.token_bytes is None and self.payload is None:
             raise ValueError("give token_bytes (K+V bytes of one token in one layer) or a payload")
-        for i in range(len(self.tiers)):
-            self.geometry(i)  # raises ValueError naming the tier when a capacity does not fit
+        for i, t in enumerate(self.tiers):
+            try:
+                self.geometry(i)
+            except ValueError as exc:
+                field = "capacity_blocks" if t.capacity_blocks is not None else (
+                    "capacity_bytes" if t.capacity_bytes is not None else "layout")
+                raise ValueError(f"tiers.{i}.{field} ('{t.name}'): {exc}") from None
         return self
 
     @property
@@ -135,7 +140,7 @@ class StoreSpec(BaseModel):
         return build_geometry(
             layout, block_tokens=self.block_tokens, token_bytes=self.bytes_per_token / self.layers,
             layers=self.layers, capacity_blocks=t.capacity_blocks, capacity_bytes=t.capacity_bytes,
-            name=f"tier '{t.name}'",
+            name=t.name,
         )
 
     def capacity_blocks(self) -> np.ndarray:

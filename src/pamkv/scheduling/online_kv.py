@@ -150,8 +150,8 @@ def _validate(
     n = importance.shape[0]
     if importance.ndim != 1 or tier.shape != (n,) or size.shape != (n,):
         raise ScheduleError("importance, tier and size must be 1-D arrays of the same length")
-    if capacity.ndim != 1 or capacity.size < 1:
-        raise ScheduleError("capacity must hold one value per tier")
+    if capacity.ndim != 1 or capacity.size < 1 or (capacity < 0).any():
+        raise ScheduleError("capacity must hold one non-negative value per tier")
     if not np.isfinite(importance).all():
         raise ScheduleError("importance must be finite")
     if (size <= 0).any():
