@@ -128,6 +128,9 @@ def test_observe_refuses_bad_input() -> None:
         store.observe([1], [1], [8])
     with pytest.raises(ValueError, match="non-negative"):
         store.observe([1], [1], [3], [-1.0])
+    with pytest.raises(KVStoreError, match="twice in one batch"):
+        store.observe([1, 1], [1], [3])
+    assert snapshot(store) == before and store.steps == 0
     store.observe([1], [1], [3], [1.0])
     assert snapshot(store) != before
 

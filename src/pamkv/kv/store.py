@@ -192,7 +192,8 @@ class TieredKVStore:
         r, c = self._r_table.shape
         if rows <= self._rcap and cols <= c:
             return
-        nr, nc = max(rows, 2 * self._rcap if rows > self._rcap else self._rcap), max(cols, 2 * c if cols > c else c)
+        nr = self._rcap if rows <= self._rcap else max(rows, 2 * self._rcap)
+        nc = c if cols <= c else max(cols, 2 * c)
         table = np.full((nr, nc), -1, dtype=_I64)
         table[:r, :c] = self._r_table
         self._r_table = table
@@ -238,14 +239,19 @@ class TieredKVStore:
     def _block_importance(self, blocks: np.ndarray) -> np.ndarray:
         return self._imp[blocks].sum(axis=1)
 
-    def view(self) -> tuple[PolicyView, np.ndarray]:
-        """What a policy sees (the live blocks as arrays) and the block id of each view index."""
+    def view(self, blocks_per_request: np.ndarray | None = None) -> tuple[PolicyView, np.ndarray]:
+        """What a policy sees (the live blocks as arrays) and the block id of each view index.
+
+        ``blocks_per_request`` (per block-table row) overrides the request lengths used for ``tail``
+        — during an append, the lengths after it.
+        """
         live = self._live()
         b = self._b
         rs = b["rslot"][live]
+        nb = self._r_nb if blocks_per_request is None else blocks_per_request
         return PolicyView(
             tier=b["tier"][live], importance=self._block_importance(live), tokens=b["fill"][live],
-            birth=b["birth"][live], logical=b["logical"][live], tail=self._r_nb[rs] - 1,
+            birth=b["birth"][live], logical=b["logical"][live], tail=nb[rs] - 1,
             capacity=self.capacity.copy(), used=self.used.copy(),
         ), live
 
@@ -375,7 +381,9 @@ class TieredKVStore:
         if k:
             if k > int(self.free_blocks().sum()):
                 raise CapacityError(f"{k} new blocks do not fit: {int(self.free_blocks().sum())} free")
-            view, live = self.view()
+            after = self._r_nb.copy()
+            after[known[known >= 0]] = nb1[known >= 0]
+            view, live = self.view(after)
             placed = self.policy.place(view, NewBlocks(logical, nb1[owner] - 1, births))
             new_tier = np.asarray(placed.tier, dtype=_I64)
             if new_tier.shape != (k,) or new_tier.min() < 0 or new_tier.max() >= self.capacity.size:
@@ -474,10 +482,10 @@ class TieredKVStore:
         """
         lam = self.spec.lam
         bslots = self._slots_of(np.asarray(batch, dtype=_I64).ravel())
-        table = self._r_table[bslots]
-        self._imp[table[table >= 0]] *= 1.0 - lam
-        reads = np.zeros(0, dtype=_I64)
-        if positions is not None and requests is not None:
+        if _has_duplicates(bslots):
+            raise KVStoreError("a request appears twice in one batch")
+        loc = None
+        if positions is not None and requests is not None:  # validate everything before changing anything
             pos = np.asarray(positions, dtype=_I64).ravel()
             reqs = np.broadcast_to(np.asarray(requests, dtype=_I64), pos.shape)
             in_batch = np.zeros(self._rcap, dtype=bool)
@@ -488,14 +496,16 @@ class TieredKVStore:
             if s.shape != pos.shape or not np.isfinite(s).all() or (s < 0).any():
                 raise ValueError("scores must be finite, non-negative, one per read token")
             loc = self.locate(reqs, pos)
-            flat = loc.block * self.block_tokens + loc.offset
-            if _has_duplicates(flat):
+            if _has_duplicates(loc.block * self.block_tokens + loc.offset):
                 raise KVStoreError("a token is listed twice in one step")
+        table = self._r_table[bslots]
+        self._imp[table[table >= 0]] *= 1.0 - lam
+        reads = np.zeros(0, dtype=_I64)
+        self.last_reads = np.zeros(self.capacity.size, dtype=_I64)
+        if loc is not None:
             self._imp[loc.block, loc.offset] += lam * s
             reads = self.unit_off[self._b["dev"][loc.block]] + loc.unit
             self.last_reads = np.bincount(loc.tier, minlength=self.capacity.size).astype(_I64)
-        else:
-            self.last_reads = np.zeros(self.capacity.size, dtype=_I64)
         self.activity.record(reads)
         self.steps += 1
 
