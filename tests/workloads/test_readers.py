@@ -85,6 +85,15 @@ def test_bad_csv_row_names_line_and_column(tmp_path: Path, body: str, line: int,
     assert "trace.csv" in msg and f"line {line}" in msg and column in msg and "\n" not in msg
 
 
+def test_azure_2024_timezone_timestamps(tmp_path: Path) -> None:
+    # The 2024 week-long release has the same columns; its timestamps carry a UTC offset.
+    p = _write(tmp_path, "AzureLLMInferenceTrace_conv_1week.csv",
+               "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+               "2024-05-10 00:00:00.009930+00:00,2000,50\n2024-05-10 00:00:01.509930+00:00,300,20\n")
+    t = read_trace(p)
+    assert t.meta["format"] == "azure" and t.arrival_s.tolist() == pytest.approx([0.0, 1.5])
+
+
 def test_too_many_fields_and_skip_counting(tmp_path: Path) -> None:
     body = (
         "2023-11-16 18:15:47.0,10,1\n"

@@ -116,44 +116,44 @@ class SyntheticSource(BaseModel):
 
 
 class LocalityConfig(BaseModel):
-    """Parameters of the context-locality generator (:mod:`pamkv.workloads.locality`).
+    """Parameters of the context-locality generator (:mod:`pamkv.workloads.locality.model`).
 
-    Per decode step and head, the attention mass of a token is its base importance times a dynamic
-    modulation, renormalised: base = ``sink_mass`` on the sink tokens + ``recent_mass`` over the last
-    ``recent_window`` tokens decaying as (1 + distance)^-``recent_decay`` + the rest over all tokens in
-    proportion to a static Pareto(``tail_index``) weight (heavy hitters with a power-law mass);
-    modulation = exp(``drift_sigma`` * AR(1) drift + ``jitter_sigma`` * white noise). Defaults are fitted
-    to the SmolLM2-135M measurements at 1-2k context (reference/locality.md; see docs/workloads.md).
+    Per decode step and head, attention mass = ``sink_mass`` on the sink tokens + ``recent_mass`` over
+    the recent window, decaying as (``recent_offset`` + distance)^-``recent_decay`` + ``background_mass``
+    spread with fresh lognormal(``background_sigma``) weights + the rest over all tokens in proportion
+    to a static Pareto(``tail_index``) weight (heavy hitters), the recent and heavy-hitter parts
+    modulated by exp(``drift_sigma`` * AR(1) drift + ``jitter_sigma`` * white noise). Defaults are fitted
+    to the SmolLM2-135M measurements at 1-2k context (reference/locality.md; docs/workloads.md).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     sink_tokens: int = Field(default=1, ge=0, description="Attention-sink tokens at the start of the context.")
-    sink_mass: float = Field(default=0.30, ge=0, lt=1, description="Base mass on the sink tokens together.")
-    recent_mass: float = Field(default=0.34, ge=0, lt=1, description="Base mass on the recent window.")
+    sink_mass: float = Field(default=0.28, ge=0, lt=1, description="Base mass on the sink tokens together.")
+    recent_mass: float = Field(default=0.47, ge=0, lt=1, description="Base mass on the recent window.")
     recent_window: int = Field(default=256, ge=1, description="Recent-window length, tokens.")
     recent_decay: float = Field(
-        default=1.3, ge=0, description="Power-law exponent of the recent mass over distance from the newest token."
+        default=1.39, ge=0, description="Power-law exponent of the recent mass over distance from the newest token."
     )
     recent_offset: float = Field(
-        default=1.0, gt=0,
+        default=8.0, gt=0,
         description="Distance offset d0 of the recent profile (d0 + d)^-decay; larger = flatter peak.",
     )
     tail_index: float = Field(
-        default=0.8, gt=0, le=2,
+        default=0.627, gt=0, le=2,
         description="Pareto tail index of the static token weights (< 1: one token can dominate).",
     )
-    drift_sigma: float = Field(default=1.0, ge=0, description="Std of the slow log-importance drift.")
+    drift_sigma: float = Field(default=1.55, ge=0, description="Std of the slow log-importance drift.")
     drift_corr: float = Field(
-        default=0.97, ge=0, lt=1, description="Per-step autocorrelation of the slow drift (hot-set drift speed)."
+        default=0.89, ge=0, lt=1, description="Per-step autocorrelation of the slow drift (hot-set drift speed)."
     )
-    jitter_sigma: float = Field(default=0.7, ge=0, description="Std of the per-step white log-noise (fast churn).")
+    jitter_sigma: float = Field(default=0.99, ge=0, description="Std of the per-step white log-noise (fast churn).")
     background_mass: float = Field(
-        default=0.01, ge=0, lt=1,
+        default=0.008, ge=0, lt=1,
         description="Mass of the diffuse part, spread over all tokens with fresh random weights each step.",
     )
     background_sigma: float = Field(
-        default=1.0, ge=0, description="Log-std of the diffuse part's per-token, per-step random weights."
+        default=1.22, ge=0, description="Log-std of the diffuse part's per-token, per-step random weights."
     )
     ema_weight: float = Field(
         default=0.6, gt=0, le=1,

@@ -22,7 +22,7 @@ from pamkv.errors import UserError
 from pamkv.workloads.arrivals import apply_arrivals
 from pamkv.workloads.lengths import draw_lengths
 from pamkv.workloads.native import read_npz
-from pamkv.workloads.readers import read_trace
+from pamkv.workloads.readers import FORMATS, read_trace
 from pamkv.workloads.trace import Trace
 
 DEFAULT_REQUESTS = 1000
@@ -71,8 +71,9 @@ def workload_config(
     if text.endswith((".yaml", ".yml")):
         return load(WorkloadConfig, "workloads", path), path.resolve().parent
     if path.is_file():
-        fmt = format
-        src = TraceSource(kind="trace", path=str(path.resolve()), format=fmt,  # type: ignore[arg-type]
+        if format not in FORMATS:
+            raise UserError(f"unknown trace format '{format}' (known: {', '.join(FORMATS)})")
+        src = TraceSource(kind="trace", path=str(path.resolve()), format=format,  # type: ignore[arg-type]
                           columns=columns)
         cfg = WorkloadConfig(
             name=path.stem, description=f"trace file {path.name}", source=str(path), mode="online",

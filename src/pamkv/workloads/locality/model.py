@@ -1,29 +1,35 @@
 """The parametric context-locality generator: how much attention mass each KV token (or block) gets.
 
-Per decode step and head, the mass of token ``i`` in a context of ``n`` tokens is
+Per decode step and head, the attention mass over the ``n`` tokens of the context is a mixture of
+four parts, each normalised on its own so that its share is exactly its parameter:
 
-    w_i = base_i * exp(drift_sigma * u_i(t) + jitter_sigma * e_i(t)),     mass_i = w_i / sum_j w_j
+- **sinks** — ``sink_mass`` spread over the first ``sink_tokens`` tokens (attention sinks,
+  StreamingLLM arXiv 2309.17453; reference/locality.md: token 0 holds 0.28-0.29);
+- **recent window** — ``recent_mass`` over the last ``recent_window`` tokens with weights
+  ``(recent_offset + d)^-recent_decay`` (``d`` = 0 for the newest token) times the modulation below
+  ("important tokens cluster near the current token", PAM §3.2);
+- **heavy hitters** — ``1 - sink_mass - recent_mass - background_mass`` over all tokens in proportion
+  to ``p_i * modulation_i``, where ``p_i`` is a static Pareto(``tail_index``) weight drawn when the
+  token enters the context (a power-law mass over ranks, H2O arXiv 2306.14048);
+- **diffuse background** — ``background_mass`` over all tokens with fresh lognormal(``background_sigma``)
+  weights each step: the flat tail whose order churns from step to step.
 
-- ``base_i`` = ``sink_mass`` spread over the first ``sink_tokens`` tokens (attention sinks,
-  StreamingLLM arXiv 2309.17453)
-  + ``recent_mass`` * (1 + d_i)^-``recent_decay`` / Z over the last ``recent_window`` tokens, where
-  ``d_i`` = 0 for the newest token (the recent window; "important tokens cluster near the current
-  token", PAM §3.2)
-  + (1 - sink_mass - recent_mass) * p_i / sum_j p_j, with ``p_i`` a static Pareto(``tail_index``)
-  weight drawn when the token enters the context (heavy hitters with a power-law mass, H2O arXiv
-  2306.14048).
-- ``u_i(t)`` is a stationary AR(1) series (correlation ``drift_corr`` per step): the slow drift of the
-  hot set; ``e_i(t)`` is white noise: the fast churn of the ranks near the top-set boundary.
+The modulation is ``exp(drift_sigma * u_i(t) + jitter_sigma * e_i(t))``: ``u`` a stationary AR(1)
+series with correlation ``drift_corr`` per step (the drift of the hot set, which is what makes an
+importance EMA and migration meaningful) and ``e`` white noise (fast churn).
 
 Context-length law. Sinks and the recent window keep a constant mass in a constant number of tokens
-(DuoAttention arXiv 2410.10819: many heads stay "streaming" heads at any length), and the normalised
-Pareto weights of ``n`` tokens concentrate as ``n`` grows when ``tail_index`` < 1: the content mass
-outside its top ``k`` tokens falls like ``k^(1 - 1/tail_index)``. So the mass held by a fixed *fraction*
-of the context rises with context length, as measured (reference/locality.md; Quest arXiv 2406.10774).
+(DuoAttention arXiv 2410.10819: many heads stay "streaming" heads at any length). The normalised
+Pareto weights of ``n`` tokens concentrate as ``n`` grows when ``tail_index`` < 1: the heavy-hitter
+mass outside its top ``k`` tokens falls like ``k^(1 - 1/tail_index)``. The background keeps a floor:
+the mass outside any top fraction ``f`` never falls below about ``background_mass * (1 - f)``. So the
+mass held by a fixed *fraction* of the context rises with context length and saturates just below 1,
+as measured (reference/locality.md: "attention gets more concentrated with longer contexts").
 
-At block granularity (``block_tokens`` > 1) a unit's base is the exact sum of its tokens' bases and the
-modulation is drawn per block (an approximation: the modulation of a block's dominant token), so a
-step costs O(blocks), not O(tokens).
+At block granularity (``block_tokens`` > 1) a unit's static weight and recent weight are the exact
+sums over its tokens; the modulation is drawn per block (approximating the modulation of its dominant
+token) and the background per block as one lognormal with the moments of the sum of its tokens'
+(Fenton-Wilkinson). A step costs O(blocks), not O(tokens).
 """
 
 from __future__ import annotations

@@ -17,6 +17,11 @@ Literature bounds are added where a paper states one:
 - Double Sparsity (Yang et al., arXiv 2408.07092): 1/8 of the tokens suffice with < 1% accuracy
   loss (the PAM paper's setting); Quest (Tang et al., arXiv 2406.10774): 16-token pages, budgets of
   512-4096 tokens. These fix the selection budget and page size the simulator uses, not a figure here.
+
+Not compared: ``h2o_capture_10``. The reference accumulated attention from the first token of each
+sequence, so its H2O policy carries H2O's bias toward old tokens (they were attended by more queries);
+a generator run accumulates only from its first decode step, so it lacks that history and scores
+H2O higher. The figure is reported, not calibrated or checked.
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ REFERENCE: dict[str, dict[str, float]] = {
     },
 }
 
+NOT_COMPARABLE = frozenset({"h2o_capture_10"})
 MASS_TOLERANCE = 0.03
 OVERLAP_TOLERANCE = 0.04
 _OVERLAPS = {"jaccard_top10_lag1", "jaccard_top10_lag8", "jaccard_top10_lag32", "retained_top10"}
@@ -69,13 +75,15 @@ _OVERLAPS = {"jaccard_top10_lag1", "jaccard_top10_lag8", "jaccard_top10_lag32", 
 
 def reference_mean() -> dict[str, float]:
     """Mean of the T2k and G1 figures: the calibration target."""
-    names = REFERENCE["T2k"].keys()
+    names = [k for k in REFERENCE["T2k"] if k not in NOT_COMPARABLE]
     return {k: (REFERENCE["T2k"][k] + REFERENCE["G1"][k]) / 2 for k in names}
 
 
 def _bands() -> dict[str, tuple[float, float]]:
     bands: dict[str, tuple[float, float]] = {}
     for k in REFERENCE["T2k"]:
+        if k in NOT_COMPARABLE:
+            continue
         lo = min(REFERENCE["T2k"][k], REFERENCE["G1"][k])
         hi = max(REFERENCE["T2k"][k], REFERENCE["G1"][k])
         tol = OVERLAP_TOLERANCE if k in _OVERLAPS else MASS_TOLERANCE
