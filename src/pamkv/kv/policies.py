@@ -157,11 +157,13 @@ class PamPolicy:
     ``x``, ``y``: targets ``IS_H : IS_D : IS_S = x : y : 1`` — the paper profiles them offline and
     gives no values, so they are required; :func:`pamkv.scheduling.online_kv.balanced_targets` derives
     them from tier throughput and size. ``targets`` overrides them for a store with other than three
-    tiers (two tiers use ``(x, 1)``). A new block enters the top tier when it is
-    its request's first block (the attention sink) or one of its last ``hot_new_blocks`` (the recent
-    window); displaced are the blocks of lowest per-token importance. Other new blocks (the middle of
-    a long prefill) count as importance 0: they take free room, the newest highest, and displace
-    nothing.
+    tiers (two tiers use ``(x, 1)``).
+
+    A new block enters the top tier when it is its request's first block (the attention sink) or one
+    of its last ``hot_new_blocks`` (the recent window; default 4 blocks = 64 tokens, which hold ~0.38
+    of the attention mass and token 0 ~0.28 on SmolLM2-135M, ../shared/reference/locality.md); it
+    displaces the blocks of lowest per-token importance. Other new blocks (the middle of a long
+    prefill) count as importance 0: they take free room, the newest highest, and displace nothing.
     ``max_swaps``/``max_promotions``/``margin``: the scheduler's per-step budget and hysteresis.
     """
 
