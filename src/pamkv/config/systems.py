@@ -66,8 +66,12 @@ class SystemConfig(BaseModel):
         default="double-sparsity", description="Which tokens a decode step reads."
     )
     sparsity_ratio: float = Field(default=8.0, ge=1.0, description="Keep 1/ratio of the tokens (8 = the paper's).")
-    target_x: float = Field(default=8.0, gt=0, description="Importance target IS_H / IS_S (x of x:y:1).")
-    target_y: float = Field(default=2.0, gt=0, description="Importance target IS_D / IS_S (y of x:y:1).")
+    target_x: float | None = Field(
+        default=None, gt=0,
+        description="Importance target IS_H / IS_S (x of x:y:1); none = derived from tier bandwidths and "
+        "occupancy so that every tier finishes together (the paper profiles it offline and gives no value).",
+    )
+    target_y: float | None = Field(default=None, gt=0, description="Importance target IS_D / IS_S (y of x:y:1).")
     schedule_every: int = Field(default=8, gt=0, description="Decode steps between online KV scheduler runs.")
     max_batch: int = Field(default=1024, gt=0, description="Most requests decoding at once.")
     max_tokens_per_iter: int = Field(default=8192, gt=0, description="Token budget per iteration (prefill).")

@@ -97,14 +97,12 @@ class Engine:
         self.energy_j = 0.0
         self.migrated = 0.0
         self.rows: list[tuple[Any, ...]] = []
-        self.shares: dict[int, np.ndarray] = {}
         self.recompute: dict[int, int] = {}
 
     # --- lifecycle -------------------------------------------------------------------------------
     def _preempt(self, rid: int) -> None:
         self.kv.free(rid)
         self.recompute[rid] = int(self.reqs.generated[rid])
-        self.shares.pop(rid, None)
 
     def _prompt_len(self, rid: int) -> int:
         # A preempted request recomputes its prompt and what it had generated (vLLM's recompute).
@@ -114,7 +112,6 @@ class Engine:
         self.reqs.finish[rid] = self.now
         self.sched.finish(rid)
         self.kv.free(rid)
-        self.shares.pop(rid, None)
 
     # --- the loop --------------------------------------------------------------------------------
     def run(self) -> Result:
@@ -176,12 +173,7 @@ class Engine:
             k = min(k, opts.schedule_every - self.steps % opts.schedule_every)
         k = max(1, min(k, self.kv.free_tokens() // max(1, len(rids))))
         context = reqs.prompt[rids] + reqs.generated[rids]  # tokens in cache at the first step
-        missing = [int(r) for r in rids if int(r) not in self.shares]
-        if missing:
-            fresh = self.kv.read_shares(np.asarray(missing, dtype=np.int64))
-            for i, r in enumerate(missing):
-                self.shares[r] = fresh[i]
-        shares = np.stack([self.shares[int(r)] for r in rids])  # [B, tiers]
+        shares = self.kv.read_shares(rids)  # [B, tiers], refreshed at each scheduling window
         s = np.arange(k)[:, None]
         ctx = context[None, :] + s  # [k, B]
         if opts.sparsity_ratio > 1:
@@ -210,7 +202,6 @@ class Engine:
 
     def _window(self) -> float:
         link_bytes = self.kv.window()
-        self.shares.clear()
         moved = float(link_bytes.sum())
         if moved:
             seconds, energy = self.pricer.migration(link_bytes)
