@@ -142,18 +142,37 @@ class NumpyOps:
         return np.argpartition(-x, k - 1, axis=-1)[..., :k].astype(np.int64, copy=False)
 
     @staticmethod
-    def segment_max(idx: Array, src: Array, n: int) -> Array:
-        """``out[j] = max(src[i] for i with idx[i] == j)`` along axis 0; -inf where no ``i``."""
-        out = np.full((n, *src.shape[1:]), -np.inf, dtype=src.dtype)
-        np.maximum.at(out, idx, src)
+    def _segment_reduce(ufunc: np.ufunc, idx: Array, src: Array, n: int, empty: float) -> Array:
+        # Lay the members of each segment side by side ([n, widest, ...], padded with the identity)
+        # and reduce along that axis: contiguous and fast. ufunc.at / reduceat are much slower on
+        # wide rows; reduceat stays as the fallback when segment sizes are very uneven.
+        idx = np.asarray(idx, dtype=np.int64)
+        out = np.full((n, *src.shape[1:]), empty, dtype=src.dtype)
+        if idx.size == 0:
+            return out
+        order = np.argsort(idx, kind="stable")
+        counts = np.bincount(idx, minlength=n)
+        widest = int(counts.max())
+        if n * widest <= 2 * idx.size + 64:
+            first = np.cumsum(counts) - counts
+            seg = idx[order]
+            padded = np.full((n, widest, *src.shape[1:]), empty, dtype=src.dtype)
+            padded[seg, np.arange(idx.size) - first[seg]] = src[order]
+            return ufunc.reduce(padded, axis=1)
+        present = counts > 0
+        starts = (np.cumsum(counts) - counts)[present]
+        out[present] = ufunc.reduceat(src[order], starts, axis=0)
         return out
 
-    @staticmethod
-    def segment_sum(idx: Array, src: Array, n: int) -> Array:
+    @classmethod
+    def segment_max(cls, idx: Array, src: Array, n: int) -> Array:
+        """``out[j] = max(src[i] for i with idx[i] == j)`` along axis 0; -inf where no ``i``."""
+        return cls._segment_reduce(np.maximum, idx, src, n, -np.inf)
+
+    @classmethod
+    def segment_sum(cls, idx: Array, src: Array, n: int) -> Array:
         """``out[j] = sum(src[i] for i with idx[i] == j)`` along axis 0."""
-        out = np.zeros((n, *src.shape[1:]), dtype=src.dtype)
-        np.add.at(out, idx, src)
-        return out
+        return cls._segment_reduce(np.add, idx, src, n, 0.0)
 
     @staticmethod
     def mask_from_indices(idx: Array, n: int) -> Array:

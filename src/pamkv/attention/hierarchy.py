@@ -174,13 +174,12 @@ def reduce_tree(ops: Ops, tree: Tree, leaf_parts: Partial) -> Partial:
         lse[leaf_idx] = leaf_parts.lse
     for level in range(int(tree.depth.max()), 0, -1):
         children = np.flatnonzero(tree.depth == level)
-        merged = merge_segments(Partial(out[ops.as_index(children, like)], lse[ops.as_index(children, like)]),
-                                tree.parent[children], n)
-        has_child = np.zeros(n, dtype=bool)
-        has_child[tree.parent[children]] = True
-        hc = ops.as_bool(has_child, like)
-        lse = ops.where(hc.reshape(n, *([1] * (lse.ndim - 1))), merged.lse, lse)
-        out = ops.where(hc.reshape(n, *([1] * (out.ndim - 1))), merged.out, out)
+        parents, slot = np.unique(tree.parent[children], return_inverse=True)
+        cidx = ops.as_index(children, like)
+        merged = merge_segments(Partial(out[cidx], lse[cidx]), slot, len(parents))
+        pidx = ops.as_index(parents, like)
+        out[pidx] = merged.out
+        lse[pidx] = merged.lse
     return Partial(out[0], lse[0])
 
 
