@@ -129,31 +129,31 @@ class LocalityConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     sink_tokens: int = Field(default=1, ge=0, description="Attention-sink tokens at the start of the context.")
-    sink_mass: float = Field(default=0.28, ge=0, lt=1, description="Base mass on the sink tokens together.")
-    recent_mass: float = Field(default=0.44, ge=0, lt=1, description="Base mass on the recent window.")
-    recent_window: int = Field(default=260, ge=1, description="Recent-window length, tokens.")
+    sink_mass: float = Field(default=0.285, ge=0, lt=1, description="Base mass on the sink tokens together.")
+    recent_mass: float = Field(default=0.438, ge=0, lt=1, description="Base mass on the recent window.")
+    recent_window: int = Field(default=276, ge=1, description="Recent-window length, tokens.")
     recent_decay: float = Field(
-        default=1.49, ge=0, description="Power-law exponent of the recent mass over distance from the newest token."
+        default=1.52, ge=0, description="Power-law exponent of the recent mass over distance from the newest token."
     )
     recent_offset: float = Field(
-        default=6.1, gt=0,
+        default=5.2, gt=0,
         description="Distance offset d0 of the recent profile (d0 + d)^-decay; larger = flatter peak.",
     )
     tail_index: float = Field(
-        default=0.627, gt=0, le=2,
+        default=0.624, gt=0, le=2,
         description="Pareto tail index of the static token weights (< 1: one token can dominate).",
     )
-    drift_sigma: float = Field(default=1.38, ge=0, description="Std of the slow log-importance drift.")
+    drift_sigma: float = Field(default=1.30, ge=0, description="Std of the slow log-importance drift.")
     drift_corr: float = Field(
-        default=0.885, ge=0, lt=1, description="Per-step autocorrelation of the slow drift (hot-set drift speed)."
+        default=0.87, ge=0, lt=1, description="Per-step autocorrelation of the slow drift (hot-set drift speed)."
     )
-    jitter_sigma: float = Field(default=0.95, ge=0, description="Std of the per-step white log-noise (fast churn).")
+    jitter_sigma: float = Field(default=0.91, ge=0, description="Std of the per-step white log-noise (fast churn).")
     background_mass: float = Field(
-        default=0.0064, ge=0, lt=1,
+        default=0.0062, ge=0, lt=1,
         description="Mass of the diffuse part, spread over all tokens with fresh random weights each step.",
     )
     background_sigma: float = Field(
-        default=1.41, ge=0, description="Log-std of the diffuse part's per-token, per-step random weights."
+        default=1.04, ge=0, description="Log-std of the diffuse part's per-token, per-step random weights."
     )
     ema_weight: float = Field(
         default=0.6, gt=0, le=1,

@@ -11,10 +11,11 @@ four parts, each normalised on its own so that its share is exactly its paramete
 - **heavy hitters** — ``1 - sink_mass - recent_mass - background_mass`` over all tokens in proportion
   to ``p_i * modulation_i``, where ``p_i`` is a static Pareto(``tail_index``) weight drawn when the
   token enters the context (a power-law mass over ranks, H2O arXiv 2306.14048);
-- **diffuse background** — ``background_mass`` over all tokens with fresh lognormal(``background_sigma``)
-  weights each step: the flat tail whose order churns from step to step.
+- **diffuse background** — ``background_mass`` over all tokens with lognormal(``background_sigma``)
+  weights driven by the same log-modulation as the token's heavy-hitter weight (one attention logit):
+  the flat tail, whose order churns from step to step but keeps the drift's memory.
 
-The modulation is ``exp(drift_sigma * u_i(t) + jitter_sigma * e_i(t))``: ``u`` a stationary AR(1)
+The modulation of token ``i`` is ``exp(drift_sigma * u_i(t) + jitter_sigma * e_i(t))``: ``u`` a stationary AR(1)
 series with correlation ``drift_corr`` per step (the drift of the hot set, which is what makes an
 importance EMA and migration meaningful) and ``e`` white noise (fast churn).
 
@@ -119,6 +120,8 @@ class LocalityState:
     _drift: np.ndarray = field(default_factory=lambda: np.zeros((1, 0)))  # (heads, capacity)
     _units: int = 0
     _total_pareto: np.ndarray = field(default_factory=lambda: np.zeros(1))  # (heads,)
+    # Per-unit recent profiles depend only on (window width, n mod block): cached.
+    _recent_cache: dict[tuple[int, int], tuple[int, np.ndarray]] = field(default_factory=dict)
 
     @property
     def n_units(self) -> int:
@@ -151,11 +154,13 @@ class LocalityState:
         units_after = units_for(last, b)
         self._grow(units_after)
         p = _pareto(self.rng, (self.heads, new_tokens), self.config.tail_index)
-        unit_of = (np.arange(first, last) // b).astype(np.int64)
         # Accumulate each new token's weight into its unit (a block may receive several).
         if b == 1:
             self._pareto_sum[:, first:last] = p
+        elif first // b == (last - 1) // b:  # the common decode case: all into one block
+            self._pareto_sum[:, first // b] += p.sum(axis=1)
         else:
+            unit_of = (np.arange(first, last) // b).astype(np.int64)
             # unit_of is non-decreasing: sum each run of equal units, then add the runs in.
             starts = np.flatnonzero(np.diff(unit_of, prepend=-1))
             self._pareto_sum[:, unit_of[starts]] += np.add.reduceat(p, starts, axis=1)
@@ -168,35 +173,45 @@ class LocalityState:
     def _recent_units(self) -> tuple[int, np.ndarray]:
         """First unit of the recent window and the window's profile summed per unit (sums to 1)."""
         n, b = self.n_tokens, self.block_tokens
-        prof = recent_profile(n, self.config)
-        pos = np.arange(n - prof.size, n) // b
-        first = int(pos[0])
-        return first, (prof if b == 1 else np.bincount(pos - first, weights=prof))
+        width = min(self.config.recent_window, n)
+        key = (width, n % b)
+        if key not in self._recent_cache:
+            prof = recent_profile(n, self.config)
+            pos = np.arange(n - width, n) // b
+            per_unit = prof if b == 1 else np.bincount(pos - pos[0], weights=prof)
+            self._recent_cache[key] = (int(pos[0]) - units_for(n, b), per_unit)
+        offset, per_unit = self._recent_cache[key]
+        return self._units + offset, per_unit
 
     def _sink_units(self) -> tuple[np.ndarray, np.ndarray]:
         """Units holding the sink tokens and the share of the sink mass each holds."""
         sinks = min(self.config.sink_tokens, self.n_tokens)
+        if sinks <= 1:
+            return np.zeros(sinks, dtype=np.int64), np.ones(sinks)
         units, counts = np.unique(np.arange(sinks) // self.block_tokens, return_counts=True)
-        return units, counts / max(1, sinks)
+        return units, counts / sinks
 
-    def _background(self) -> np.ndarray:
+    def _background(self, z: np.ndarray | None) -> np.ndarray:
         """This step's diffuse weights per unit, shape (heads, units), rows summing to 1.
 
-        Each token draws a lognormal weight exp(sigma * z); a block's weight is the sum over its tokens,
-        drawn as one lognormal with the same mean and variance (Fenton-Wilkinson moment matching).
+        A token's weight is exp(background_sigma * z), with ``z`` its standardised log-modulation (the
+        same slow drift and fresh noise that move its heavy-hitter weight: one attention logit), or
+        fresh normals when there is no modulation. A block's weight stands for the sum over its tokens:
+        one lognormal with the same mean and variance (Fenton-Wilkinson moment matching).
         """
         sigma = self.config.background_sigma
-        shape = (self.heads, self._units)
+        if z is None:
+            z = self.rng.standard_normal((self.heads, self._units))
         if self.block_tokens == 1:
-            w = np.exp(sigma * self.rng.standard_normal(shape))
+            w = np.exp(sigma * z)
         else:
             k = self.unit_tokens().astype(np.float64)
             s2 = np.log1p(np.expm1(sigma * sigma) / k)
-            w = k * np.exp(np.sqrt(s2) * self.rng.standard_normal(shape) - s2 / 2)
+            w = k * np.exp(np.sqrt(s2) * z - s2 / 2)
         return w / w.sum(axis=1, keepdims=True)
 
-    def mass_of(self, modulation: np.ndarray) -> np.ndarray:
-        """Mass per unit, shape (heads, units), for a given modulation (>0, same shape); rows sum to 1.
+    def mass_of(self, log_mod: np.ndarray) -> np.ndarray:
+        """Mass per unit, shape (heads, units), for a log-modulation of the same shape; rows sum to 1.
 
         Each part is normalised on its own, so the sinks hold exactly ``sink_mass``, the recent window's
         profile exactly ``recent_mass``, the diffuse part ``background_mass``, and the heavy-hitter
@@ -204,6 +219,7 @@ class LocalityState:
         """
         cfg = self.config
         units = self._units
+        modulation = np.exp(log_mod - log_mod.max(axis=1, keepdims=True))
         content_share = 1.0 - cfg.sink_mass - cfg.recent_mass - cfg.background_mass
         w = self._pareto_sum[:, :units] * modulation
         out = w * (content_share / w.sum(axis=1, keepdims=True))
@@ -215,7 +231,8 @@ class LocalityState:
             sink_units, share = self._sink_units()
             out[:, sink_units] += cfg.sink_mass * share
         if cfg.background_mass > 0:
-            out += cfg.background_mass * self._background()
+            scale = float(np.hypot(cfg.drift_sigma, cfg.jitter_sigma))
+            out += cfg.background_mass * self._background(log_mod / scale if scale > 0 else None)
         return out
 
     def step(self, new_tokens: int = 1) -> np.ndarray:
@@ -229,7 +246,7 @@ class LocalityState:
         log_mod = cfg.drift_sigma * drift
         if cfg.jitter_sigma > 0:
             log_mod = log_mod + cfg.jitter_sigma * self.rng.standard_normal(drift.shape)
-        return self.mass_of(np.exp(log_mod - log_mod.max(axis=1, keepdims=True)))
+        return self.mass_of(log_mod)
 
 
 @dataclass(frozen=True)
