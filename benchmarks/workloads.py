@@ -8,7 +8,7 @@ Run: ``python benchmarks/workloads.py [--seed N] [--quick] [--fit]``.
    128k context (the simulator's per-step price), and its reference figures across context lengths
    (the concentration law), beside the SmolLM2 reference at 1-2k.
 3. Aggregate curves (``LocalityCurveBank``): time to tabulate one context length.
-4. ``--fit``: rerun the calibration of the generator's defaults against reference/locality.md and print
+4. ``--fit``: rerun the calibration of the generator's defaults against ../shared/reference/locality.md and print
    the fitted parameters and figures (minutes).
 """
 

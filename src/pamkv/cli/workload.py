@@ -44,6 +44,8 @@ def _arrivals(process: str | None, rate: float | None, cv: float | None) -> Arri
     if process is None and rate is None and cv is None:
         return None
     chosen = process or ("gamma" if cv is not None else "poisson")
+    if chosen in ("poisson", "gamma") and rate is None:
+        raise UserError(f"--arrivals {chosen} needs --rate (requests/s)")
     data: dict[str, Any] = {"process": chosen}
     if rate is not None:
         data["rate_per_s"] = rate
@@ -146,7 +148,7 @@ def locality_cmd(
     seed: Annotated[int, typer.Option("--seed", help=SEED_HELP)] = 0,
     json_path: Annotated[str | None, typer.Option("--json", help=JSON_HELP)] = None,
 ) -> None:
-    """The locality generator's own figures (as in reference/locality.md) for a context of N tokens."""
+    """The locality generator's own figures (as in ../shared/reference/locality.md) for a context of N tokens."""
     from pamkv.workloads.locality import CITED_RANGES, REFERENCE, LocalityModel, RecordedLocality, measure
     from pamkv.workloads.locality.model import LocalitySource
 
@@ -170,7 +172,7 @@ def locality_cmd(
         write_json(results[0] if len(results) == 1 else {"contexts": results}, json_path)
         if json_path == "-":
             return
-    table = Table(title="Context locality: generator figures vs SmolLM2-135M at 0.5-2k (reference/locality.md)")
+    table = Table(title="Context locality: generator figures vs the SmolLM2-135M reference at 0.5-2k context")
     table.add_column("figure")
     for r in results:
         table.add_column(f"{r['context_tokens']:,} tok", justify="right")

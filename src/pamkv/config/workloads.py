@@ -114,6 +114,12 @@ class SyntheticSource(BaseModel):
     input: LengthDist = Field(description="Prompt length distribution.")
     output: LengthDist = Field(description="Output length distribution.")
 
+    @model_validator(mode="after")
+    def _prompt_not_empty(self) -> SyntheticSource:
+        if self.input.min < 1:
+            raise ValueError("input lengths need min >= 1 (a request has at least one prompt token)")
+        return self
+
 
 class LocalityConfig(BaseModel):
     """Parameters of the context-locality generator (:mod:`pamkv.workloads.locality.model`).
@@ -123,7 +129,7 @@ class LocalityConfig(BaseModel):
     spread with fresh lognormal(``background_sigma``) weights + the rest over all tokens in proportion
     to a static Pareto(``tail_index``) weight (heavy hitters), the recent and heavy-hitter parts
     modulated by exp(``drift_sigma`` * AR(1) drift + ``jitter_sigma`` * white noise). Defaults are fitted
-    to the SmolLM2-135M measurements at 1-2k context (reference/locality.md; docs/workloads.md).
+    to the SmolLM2-135M measurements at 1-2k context (../shared/reference/locality.md; docs/workloads.md).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -65,14 +65,16 @@ def workload_config(
     """The workload config for a preset name, a workload YAML file, or a trace file, and the folder
     relative trace paths are resolved against (None for presets)."""
     text = str(name_or_path)
+    if format not in FORMATS:
+        raise UserError(f"unknown trace format '{format}' (known: {', '.join(FORMATS)})")
     if text in list_workloads():
+        if format != "auto" or columns is not None:
+            raise UserError(f"a trace format or column mapping applies to trace files, not the built-in '{text}'")
         return load(WorkloadConfig, "workloads", text), None
     path = Path(text)
     if text.endswith((".yaml", ".yml")):
         return load(WorkloadConfig, "workloads", path), path.resolve().parent
     if path.is_file():
-        if format not in FORMATS:
-            raise UserError(f"unknown trace format '{format}' (known: {', '.join(FORMATS)})")
         src = TraceSource(kind="trace", path=str(path.resolve()), format=format,  # type: ignore[arg-type]
                           columns=columns)
         cfg = WorkloadConfig(

@@ -73,6 +73,10 @@ class Trace:
                 arr -= arr.min()
         offs = None if hash_offsets is None else np.array(hash_offsets, dtype=np.int64)
         ids = None if hash_ids is None else np.array(hash_ids, dtype=np.int64)
+        if not np.all(np.isfinite(arr)):
+            raise ValueError("arrival times must be finite")
+        if inp.size and (inp.min() < 1 or out.min() < 0):
+            raise ValueError("input_tokens must be >= 1 and output_tokens >= 0")
         if arr.size > 1 and np.any(np.diff(arr) < 0):
             order = np.argsort(arr, kind="stable")
             arr, inp, out = arr[order], inp[order], out[order]

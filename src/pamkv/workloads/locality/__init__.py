@@ -4,7 +4,7 @@
   drifting hot set); ``start(n_tokens, rng, heads=, block_tokens=)`` -> stream; ``stream.step(1)`` ->
   mass per token or block, shape (heads, units).
 - :class:`RecordedLocality` — replays a recorded attention trace through the same interface.
-- :func:`measure` — the reference figures (reference/locality.md) of any source.
+- :func:`measure` — the reference figures (../shared/reference/locality.md) of any source.
 - :class:`LocalityCurveBank` / :func:`measure_curves` — aggregate curves for a simulator.
 - :func:`fit_locality` — fit the generator to measured figures.
 """

@@ -1,4 +1,4 @@
-"""The context-locality figures of reference/locality.md, computed for any stream of attention masses.
+"""The context-locality figures of ../shared/reference/locality.md, computed for any stream of attention masses.
 
 Per step and head stream, from the mass array ``m`` over the ``n`` tokens of the context (sum 1), with
 ``k(f) = ceil(f * n)`` tokens in a top-``f`` set:

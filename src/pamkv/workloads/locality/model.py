@@ -4,7 +4,7 @@ Per decode step and head, the attention mass over the ``n`` tokens of the contex
 four parts, each normalised on its own so that its share is exactly its parameter:
 
 - **sinks** — ``sink_mass`` spread over the first ``sink_tokens`` tokens (attention sinks,
-  StreamingLLM arXiv 2309.17453; reference/locality.md: token 0 holds 0.28-0.29);
+  StreamingLLM arXiv 2309.17453; ../shared/reference/locality.md: token 0 holds 0.28-0.29);
 - **recent window** — ``recent_mass`` over the last ``recent_window`` tokens with weights
   ``(recent_offset + d)^-recent_decay`` (``d`` = 0 for the newest token) times the modulation below
   ("important tokens cluster near the current token", PAM §3.2);
@@ -25,7 +25,7 @@ Pareto weights of ``n`` tokens concentrate as ``n`` grows when ``tail_index`` < 
 mass outside its top ``k`` tokens falls like ``k^(1 - 1/tail_index)``. The background keeps a floor:
 the mass outside any top fraction ``f`` never falls below about ``background_mass * (1 - f)``. So the
 mass held by a fixed *fraction* of the context rises with context length and saturates just below 1,
-as measured (reference/locality.md: "attention gets more concentrated with longer contexts").
+as measured (../shared/reference/locality.md: "attention gets more concentrated with longer contexts").
 
 At block granularity (``block_tokens`` > 1) a unit's static weight and recent weight are the exact
 sums over its tokens; the modulation is drawn per block (approximating the modulation of its dominant

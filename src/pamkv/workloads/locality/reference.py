@@ -1,6 +1,6 @@
 """Measured context-locality figures the generator is calibrated to, and the ranges it must land in.
 
-``REFERENCE``: the SmolLM2-135M-Instruct measurements (reference/locality.md beside the repository):
+``REFERENCE``: the SmolLM2-135M-Instruct measurements (../shared/reference/locality.md):
 means per decode step, layer (2-29) and head. ``T2k`` = a licence text teacher-forced at contexts
 0.5-2k (1,536 steps); ``G1`` = a chat prompt then sampled generation at contexts 1.05-1.6k (549 steps).
 
