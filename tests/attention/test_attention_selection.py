@@ -18,8 +18,13 @@ from pamkv.attention import (
     attention_probs,
     calibrate_labels,
     captured_mass,
+    hierarchical_attention,
+    merge_to_partial,
     page_bounds,
     page_upper_bounds,
+    partial_attention,
+    partial_attention_multi,
+    partition_from_assignment,
     resolve_budget,
     select,
     select_dense,
@@ -239,3 +244,31 @@ def test_empty_context_selects_nothing() -> None:
     q, k = np.ones((2, 4)), np.zeros((0, 1, 4))
     for sel in (select_dense(q, k), select_oracle_topk(q, k), select_quest(q, k)):
         assert sel.n_selected == 0 and sel.indices.shape == (1, 0)
+
+
+@FAST
+@given(problems(min_tokens=1, max_tokens=60), st.integers(1, 30), st.integers(1, 4))
+def test_devices_compute_a_per_head_selection_exactly(p: dict, budget: int, n_dev: int) -> None:
+    """Each device attends its share of every KV head's selected tokens; the merge is sparse attention."""
+    q, k, v, rng = p["q"], p["k"], p["v"], p["rng"]
+    tokens = k.shape[0]
+    sel = select_oracle_topk(q, k, budget)
+    want = sparse_attention(q, k, v, sel)
+    device = rng.integers(0, n_dev, tokens)
+    kv_mask = sel.mask().T  # [T, K]
+    parts = []
+    for dev in range(n_dev):
+        on = np.flatnonzero(device == dev)
+        parts.append(partial_attention(q, k[on], v[on], kv_mask=kv_mask[on]))
+    got = merge_to_partial(parts)
+    np.testing.assert_allclose(got.out, want.out, rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(got.lse, want.lse, rtol=1e-9, atol=1e-11)
+    tree = partition_from_assignment(device, rng.integers(0, 3, tokens), tile_tokens=4)
+    hier = hierarchical_attention(q, k, v, tree, kv_mask=kv_mask)
+    np.testing.assert_allclose(hier.out, want.out, rtol=1e-9, atol=1e-11)
+    # the multi-query form with one query and kv_mask is the same thing
+    multi = partial_attention_multi(q[None], k, v, kv_mask=kv_mask)
+    np.testing.assert_allclose(multi.out[0], want.out, rtol=1e-9, atol=1e-11)
+    hm = hierarchical_attention(q[None], k, v, tree, kv_mask=kv_mask, causal=True,
+                                q_positions=np.array([tokens - 1]))
+    np.testing.assert_allclose(hm.out[0], want.out, rtol=1e-9, atol=1e-11)

@@ -157,3 +157,15 @@ def test_numpy_path_needs_no_torch() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_per_head_kv_mask_agrees_with_numpy() -> None:
+    rng = np.random.default_rng(12)
+    q, k, v = rng.standard_normal((6, 8)), rng.standard_normal((50, 2, 8)), rng.standard_normal((50, 2, 8))
+    kv_mask = rng.random((50, 2)) < 0.4
+    part = partition_from_assignment(rng.integers(0, 3, 50), rng.integers(0, 2, 50), 4)
+    a = hierarchical_attention(q, k, v, part, kv_mask=kv_mask)
+    b = hierarchical_attention(t(q), t(k), t(v), part, kv_mask=t(kv_mask))
+    assert_exact(b.out.numpy(), a.out)
+    c = partial_attention(t(q), t(k), t(v), kv_mask=t(kv_mask))
+    assert_exact(c.out.numpy(), a.out)

@@ -86,12 +86,26 @@ def attend(ops: Ops, qg: Array, kg: Array, vg: Array, mask: Array | None) -> tup
     return out, m[..., 0] + ops.log(denom)
 
 
-def partial_attention(q: Array, k: Array, v: Array, scale: float | None = None) -> Partial:
+def kv_visibility(ops: Ops, kv_mask: Array | None, like: Array, tokens: int, kv_heads: int) -> Array | None:
+    """``kv_mask [T, K]`` (True = KV head ``c`` attends token ``t``) -> ``[K, 1, T]`` for the kernel."""
+    if kv_mask is None:
+        return None
+    km = ops.as_bool(kv_mask, like)
+    if tuple(km.shape) != (tokens, kv_heads):
+        raise ValueError(f"kv_mask must have shape ({tokens}, {kv_heads}), got {tuple(km.shape)}")
+    return ops.permute(km, (1, 0))[:, None, :]
+
+
+def partial_attention(
+    q: Array, k: Array, v: Array, scale: float | None = None, *, kv_mask: Array | None = None
+) -> Partial:
     """Softmax attention of one decode query per head over the tokens ``k, v`` hold, as a partial.
 
     ``q [H, d]``, ``k [T, K, d]``, ``v [T, K, e]`` (numpy or torch; same kind out). Returns
     ``Partial(out [H, e], lse [H])`` in float32 (float64 if any input is float64); ``T = 0`` gives
     ``out = 0``, ``lse = -inf``. ``scale`` multiplies the logits (default ``1/sqrt(d)``).
+    ``kv_mask [T, K]`` (optional, True = attend): per-KV-head token sets, e.g. one device's share
+    of a per-head sparse selection (``Selection.mask().T[tokens_on_device]``).
     """
     ops = backend(q, k, v)
     q, k, v = to_compute(ops, q, k, v)
@@ -100,7 +114,7 @@ def partial_attention(q: Array, k: Array, v: Array, scale: float | None = None) 
     qg = q.reshape(kv_heads, group, q.shape[-1]) * s
     kg = ops.permute(k, (1, 0, 2))
     vg = ops.permute(v, (1, 0, 2))
-    out, lse = attend(ops, qg, kg, vg, None)
+    out, lse = attend(ops, qg, kg, vg, kv_visibility(ops, kv_mask, q, k.shape[0], kv_heads))
     return Partial(out.reshape(heads, v.shape[-1]), lse.reshape(heads))
 
 
@@ -173,6 +187,7 @@ def partial_attention_multi(
     q_positions: Array | None = None,
     k_positions: Array | None = None,
     valid_lengths: Array | None = None,
+    kv_mask: Array | None = None,
 ) -> Partial:
     """Partial attention of several queries per head (chunked prefill, speculative decode).
 
@@ -186,6 +201,7 @@ def partial_attention_multi(
     Positions: ``k_positions [T]`` are the tokens' positions in the sequence (default ``0..T-1``;
     pass them when ``k, v`` hold only some of the sequence, e.g. one device's part);
     ``q_positions [Q]`` default to the last ``Q`` positions ``T-Q..T-1`` of a whole-sequence ``k``.
+    ``kv_mask [T, K]`` restricts each KV head to some tokens (as in :func:`partial_attention`).
     A query that sees no token gets ``out = 0``, ``lse = -inf``.
     """
     ops = backend(q, k, v)
@@ -210,6 +226,9 @@ def partial_attention_multi(
             raise ValueError(f"mask must have shape ({nq}, {tokens}), got {tuple(mk.shape)}")
         vis = mk if vis is None else vis & mk
     full_mask = None if vis is None else expand_query_mask(ops, vis, group)[0]
+    per_head = kv_visibility(ops, kv_mask, q, tokens, kv_heads)
+    if per_head is not None:
+        full_mask = per_head if full_mask is None else full_mask & per_head
     out, lse = attend(ops, qg, kg, vg, full_mask)
     return ungroup(ops, out, lse, nq, kv_heads, group)
 

@@ -127,6 +127,7 @@ def tile_partials(
     causal: bool = False,
     q_positions: Array | None = None,
     valid_lengths: Array | None = None,
+    kv_mask: Array | None = None,
 ) -> Partial:
     """Partials of many token tiles in one vectorised pass: what all PUs compute in parallel.
 
@@ -134,8 +135,9 @@ def tile_partials(
     ``Partial(out [S, H, e], lse [S, H])``; ``q [Q, H, d]`` gives ``[S, Q, H, e]``, ``[S, Q, H]``
     with the multi-query visibility options of
     :func:`~pamkv.attention.core.partial_attention_multi` (token positions are the indices; default
-    ``q_positions`` are the last Q positions of ``k``). Tiles are padded to the longest, so cost is
-    ``S * max_len``: keep tiles of similar size (PU tiles are).
+    ``q_positions`` are the last Q positions of ``k``). ``kv_mask [T, K]`` (True = attend) gives
+    per-KV-head token sets. Tiles are padded to the longest, so cost is ``S * max_len``: keep tiles
+    of similar size (PU tiles are).
     """
     ops = backend(q, k, v)
     q, k, v = to_compute(ops, q, k, v)
@@ -148,17 +150,23 @@ def tile_partials(
     valid = ops.as_bool(valid_np, q)
     kg = ops.permute(k[idx], (0, 2, 1, 3))  # [S, K, L, d]
     vg = ops.permute(v[idx], (0, 2, 1, 3))  # [S, K, L, e]
+    tile_mask = valid[:, None, None, :]  # [S, 1, 1, L]
+    if kv_mask is not None:
+        km = ops.as_bool(kv_mask, q)
+        if tuple(km.shape) != (k.shape[0], kv_heads):
+            raise ValueError(f"kv_mask must have shape ({k.shape[0]}, {kv_heads}), got {tuple(km.shape)}")
+        tile_mask = tile_mask & ops.permute(km[idx], (0, 2, 1))[:, :, None, :]  # [S, K, 1, L]
     if not multi:
         qg = q.reshape(kv_heads, group, q.shape[-1]) * s
-        out, lse = attend(ops, qg, kg, vg, valid[:, None, None, :])
+        out, lse = attend(ops, qg, kg, vg, tile_mask)
         return Partial(out.reshape(len(np_leaves), heads, v.shape[-1]), lse.reshape(len(np_leaves), heads))
     nq = q.shape[0]
     qg = group_queries(q, kv_heads, group, ops) * s
     if causal and q_positions is None:
         q_positions = ops.arange(nq, q) + (k.shape[0] - nq)
     vis = visibility(ops, q, nq, idx, causal=causal, q_positions=q_positions, valid_lengths=valid_lengths)
-    vis = valid[:, None, :] if vis is None else vis & valid[:, None, :]  # [S, Q, L]
-    out, lse = attend(ops, qg, kg, vg, expand_query_mask(ops, vis, group))
+    full = tile_mask if vis is None else expand_query_mask(ops, vis, group) & tile_mask  # [S, K|1, QG, L]
+    out, lse = attend(ops, qg, kg, vg, full)
     return ungroup(ops, out, lse, nq, kv_heads, group)
 
 
@@ -193,18 +201,21 @@ def hierarchical_attention(
     causal: bool = False,
     q_positions: Array | None = None,
     valid_lengths: Array | None = None,
+    kv_mask: Array | None = None,
 ) -> Partial:
     """PAMattention over a nested partition of the tokens, computed bottom-up (tiles first).
 
     ``q [H, d]`` (decode) or ``[Q, H, d]`` (multi-query, with ``causal``/``q_positions``/
     ``valid_lengths`` as in :func:`~pamkv.attention.core.partial_attention_multi`); ``k [T, K, d]``,
-    ``v [T, K, e]``; ``partition`` nests token indices (see the module docstring). Returns the
-    root's ``Partial`` — equal to dense attention over the union of the leaves, whatever the tree.
+    ``v [T, K, e]``; ``partition`` nests token indices (see the module docstring); ``kv_mask
+    [T, K]`` optionally restricts each KV head to some tokens (a per-head sparse selection).
+    Returns the root's ``Partial`` — equal to dense attention over the union of the leaves (per
+    KV head: intersected with ``kv_mask``), whatever the tree.
     """
     ops = backend(q, k, v)
     tree = flatten_partition(partition, int(k.shape[0]))
     leaf_parts = tile_partials(q, k, v, tree.leaves, scale, causal=causal, q_positions=q_positions,
-                               valid_lengths=valid_lengths)
+                               valid_lengths=valid_lengths, kv_mask=kv_mask)
     return reduce_tree(ops, tree, leaf_parts)
 
 
