@@ -46,13 +46,23 @@ class UnitLoad:
 
     ``tokens[u, b]``: selected tokens read from bank ``b`` of unit ``u``;
     ``rows[u, b]``: distinct rows (pages) those reads open. ``bytes_per_token`` is the K+V bytes of
-    one token as stored on this device (one layer, the KV heads mapped here).
+    one token as stored on this device (one layer, the KV heads mapped here). The optional
+    ``queries``, ``group`` and ``head_dim`` (added for the reduction and GQA cost; defaults keep the
+    original meaning) say how many partial results leave the device and how much compute a read feeds.
     """
 
     tokens: np.ndarray
     rows: np.ndarray
     bytes_per_token: float
+    queries: int = 1
+    """Partial results (request x query head) this device computes and returns; 1 if unknown."""
+    group: int = 1
+    """Query heads sharing each KV head (GQA): dot products per K/V element read."""
+    head_dim: int = 128
+    """Width of one head (sets the size of a partial result)."""
 
     def __post_init__(self) -> None:
         if self.tokens.shape != self.rows.shape or self.tokens.ndim != 2:
             raise ValueError("tokens and rows must both be [units, banks_per_unit] arrays")
+        if self.queries < 0 or self.group < 1 or self.head_dim < 1:
+            raise ValueError("queries must be >= 0, group and head_dim >= 1")
