@@ -466,6 +466,22 @@ class DramDevice:
         self.spec = DramSpec.from_config(cfg)
         self.layout = self.spec.layout()
 
+    @property
+    def capacity_bytes(self) -> float:
+        """Bytes the device stores."""
+        return float(self.spec.capacity_bytes)
+
+    @property
+    def cost_usd(self) -> float:
+        """Estimated price of the device (cost per GB x capacity in vendor GB, 2^30 bytes)."""
+        return self.cfg.cost.usd_per_gb * self.capacity_bytes / 2**30
+
+    def attention_seconds(self, tokens: np.ndarray | float, token_bytes: float, coarse: bool = False,
+                          **_: object) -> np.ndarray:
+        """Plain DRAM cannot attend in place: the time to read the tokens out for the host."""
+        del coarse
+        return self.fetch_seconds(tokens, token_bytes)
+
     def pattern(self, name: str, mapping: str | None = None, channels: int | None = None,
                 refresh: bool = True, seed: int = 1) -> PatternResult:
         """See :func:`pattern`."""

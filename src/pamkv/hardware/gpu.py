@@ -83,6 +83,16 @@ class Gpu:
 
     # --- memory ----------------------------------------------------------------------------------
     @property
+    def memory_reserve(self) -> float:
+        """Fraction of HBM kept for activations and workspace."""
+        return self.cfg.memory_reserve
+
+    @property
+    def cost_usd(self) -> float:
+        """Estimated price of one GPU (cost per GB of HBM x HBM GB)."""
+        return self.cfg.cost.usd_per_gb * self.cfg.hbm_gb
+
+    @property
     def hbm_bytes(self) -> float:
         """HBM bytes (vendors' GB of DRAM are 2^30 bytes)."""
         return self.cfg.hbm_gb * 2.0**30

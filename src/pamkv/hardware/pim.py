@@ -75,6 +75,16 @@ class PimDevice:
 
     # --- rates ---------------------------------------------------------------------------------
     @property
+    def capacity_bytes(self) -> float:
+        """Bytes the device stores."""
+        return float(self.spec.capacity_bytes)
+
+    @property
+    def cost_usd(self) -> float:
+        """Estimated price of the device (cost per GB of the preset x capacity in vendor GB, 2^30 bytes)."""
+        return self.cfg.cost.usd_per_gb * self.capacity_bytes / 2**30
+
+    @property
     def pim_banks(self) -> int:
         """Banks with a PU."""
         return self.layout.banks

@@ -94,6 +94,5 @@ def device_summary(device: Device) -> dict[str, object]:
     out["capacity_bytes"] = device_capacity_bytes(device)
     out["cost_usd_per_gb"] = cfg.cost.usd_per_gb
     out["cost_source"] = cfg.cost.source
-    capacity = out.get("capacity_gb")
-    out["cost_usd"] = cfg.cost.usd_per_gb * float(capacity) if isinstance(capacity, int | float) else None
+    out["cost_usd"] = device.cost_usd
     return out

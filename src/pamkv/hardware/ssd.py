@@ -47,6 +47,11 @@ class SsdDevice:
         """Bytes behind all channels."""
         return self.cfg.channels * self.cfg.channel_gb * 1e9
 
+    @property
+    def cost_usd(self) -> float:
+        """Estimated price of the SSD (cost per GB x capacity in decimal GB)."""
+        return self.cfg.cost.usd_per_gb * self.capacity_bytes / 1e9
+
     def sense_bandwidth(self) -> float:
         """Bytes/s all dies sense when every page read is used whole."""
         return self.dies * self.cfg.planes_per_die * self.cfg.page_bytes / self.tR
