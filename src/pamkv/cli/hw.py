@@ -45,24 +45,29 @@ def _overview(json_path: str | None) -> None:
         if json_path == "-":
             return
     table = Table(title="Device presets (pamkv hw DEVICE for details)")
-    cols = [("name", "name"), ("kind", "kind"), ("capacity GB", "capacity_gb"),
+    cols = [("name", "name"), ("kind", "kind"), ("GB", "capacity_gb"),
             ("ext GB/s", "peak_external_bandwidth_gbps"), ("int GB/s", "peak_internal_bandwidth_gbps"),
-            ("peak TFLOPS", "peak_flops"), ("pJ/bit", "energy_pj_per_bit"), ("$/GB", "cost_usd_per_gb")]
+            ("TFLOPS", "peak_flops"), ("pJ/bit", "energy_pj_per_bit"), ("$/GB", "cost_usd_per_gb")]
     for label, _ in cols:
-        table.add_column(label, justify="left" if label in ("name", "kind") else "right")
+        text = label in ("name", "kind")
+        table.add_column(label, justify="left" if text else "right", no_wrap=text)
     for d in devices:
         row = []
         for _, key in cols:
             v = d.get(key)
             if key == "peak_flops" and isinstance(v, float):
                 v = v / 1e12
-            row.append(_fmt(v, 2 if key in ("energy_pj_per_bit", "cost_usd_per_gb", "peak_flops") else 1))
+            digits = 2 if key in ("energy_pj_per_bit", "cost_usd_per_gb", "peak_flops") else 1
+            if isinstance(v, float) and v >= 1000:
+                row.append(f"{v:.0f}")
+            else:
+                row.append(_fmt(v, digits))
         table.add_row(*row)
     console = Console()
     console.print(table)
     lt = Table(title="Link presets")
     for label in ("name", "GB/s", "achievable GB/s", "latency us", "pJ/bit"):
-        lt.add_column(label, justify="left" if label == "name" else "right")
+        lt.add_column(label, justify="left" if label == "name" else "right", no_wrap=label == "name")
     for link in links:
         lt.add_row(str(link["name"]), _fmt(link["bandwidth_gbps"]), _fmt(link["achievable_gbps"]),
                    _fmt(link["latency_us"], 2), _fmt(link["energy_pj_per_bit"]))
