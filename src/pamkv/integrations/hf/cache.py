@@ -404,14 +404,7 @@ class PamLayer(CacheLayerMixin):
         k, v = _to_torch(part.k), _to_torch(part.v)
         if all_heads:
             return partial_attention(qb, k, v, scale)
-        group = self.cache.group
-        outs, lses = [], []
-        for c in range(k.shape[1]):
-            sel = _to_torch(chosen[c, part.positions])
-            p = partial_attention(qb[c * group:(c + 1) * group], k[sel][:, c:c + 1], v[sel][:, c:c + 1], scale)
-            outs.append(p.out)
-            lses.append(p.lse)
-        return Partial(torch.cat(outs, 0), torch.cat(lses, 0))
+        return partial_attention(qb, k, v, scale, kv_mask=_to_torch(chosen[:, part.positions].T))
 
     def _count(self, parts: list[DevicePart], partials: list[Partial], merged: Partial, chosen: np.ndarray,
                ntiers: int) -> None:
