@@ -72,6 +72,7 @@ class PimDevice:
         self.units_per_channel = self.layout.units // self.spec.channels
         self.pu_row_bytes = self.layout.row_bytes
         self._memo: dict[tuple[float, int, int, bool], tuple[float, ...]] = {}
+        self._red_memo: dict[int, tuple[float, float, float]] = {}
 
     # --- rates ---------------------------------------------------------------------------------
     @property
@@ -124,38 +125,42 @@ class PimDevice:
         return max(self.spacing(power_limit) * self.tck, mac_cycles / (p.pu_clock_mhz * 1e6)), passes
 
     # --- reduction --------------------------------------------------------------------------------
-    def reduce_seconds(
-        self, queries: np.ndarray, banks: np.ndarray, units: np.ndarray, channels: np.ndarray, head_dim: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(throughput time, exposed tail) of merging partials inside the device (vectorised).
+    def _reduce_constants(self, head_dim: int) -> tuple[float, float, float]:
+        """Seconds per partial of the three reduction stages (bank group, channel path, central RUs)."""
+        hit = self._red_memo.get(head_dim)
+        if hit is None:
+            hit = self._red_memo[head_dim] = self._reduce_constants_uncached(head_dim)
+        return hit
+
+    def _reduce_constants_uncached(self, head_dim: int) -> tuple[float, float, float]:
+        p, s = self.pim, self.spec
+        part = (head_dim + 2) * 2.0
+        merge = math.ceil((head_dim + 2) * 3 / p.ru_lanes) / (p.ru_clock_mhz * 1e6)  # rescale, accumulate, max
+        k1 = 0.0
+        if p.ru_per_bank_group:
+            k1 = part / p.pu_read_bytes * s.nCCD_L * self.tck + merge / p.ru_per_bank_group
+        k2 = part / (s.pch * s.burst_bytes / (s.nBL * self.tck))
+        k3 = merge / max(1, p.ru_central)
+        return k1, k2, k3
+
+    def reduce_seconds(self, queries: Any, banks: Any, units: Any, channels: Any, head_dim: int) -> tuple[Any, Any]:
+        """(throughput time, exposed tail) of merging partials inside the device (floats or arrays).
 
         Tokens of one query sit packed in consecutive banks, so the banks emit ``queries + banks``
         partials of ``(head_dim + 2) x 2`` bytes; bank-group RUs merge them (reading over the group's
         local path, one column per ``nCCD_L``), the groups' ``queries + units`` partials cross each
-        channel's data path to the central RUs, which merge them into ``queries`` results.
+        channel's data path to the central RUs, which merge them into ``queries`` results. Pipelined
+        over queries: the stages run at the pace of the slowest, and one query's trip is exposed.
         """
-        p, s = self.pim, self.spec
-        part = (head_dim + 2) * 2.0
-        ru_hz = p.ru_clock_mhz * 1e6
-        merge = math.ceil((head_dim + 2) * 3 / p.ru_lanes) / ru_hz  # rescale + accumulate + max per element
-        q = np.asarray(queries, dtype=float)
-        units = np.maximum(np.asarray(units, dtype=float), 1.0)
-        channels = np.maximum(np.asarray(channels, dtype=float), 1.0)
-        bank_parts = q + np.asarray(banks, dtype=float)
-        unit_parts = q + units
-        if p.ru_per_bank_group > 0:
-            per_unit = bank_parts / units
-            s1 = per_unit * part / p.pu_read_bytes * s.nCCD_L * self.tck + per_unit * merge / p.ru_per_bank_group
-        else:
-            s1 = np.zeros_like(q)
-            unit_parts = bank_parts
-        channel_bw = s.pch * s.burst_bytes / (s.nBL * self.tck)
-        s2 = unit_parts / channels * part / channel_bw
-        s3 = unit_parts * merge / max(1, p.ru_central)
-        through = np.maximum(np.maximum(s1, s2), s3)
-        tail = (s1 + s2 + s3) / np.maximum(q, 1.0)
-        none = (q <= 0) & (np.asarray(banks) <= 0)
-        return np.where(none, 0.0, through), np.where(none, 0.0, tail)
+        k1, k2, k3 = self._reduce_constants(head_dim)
+        vmax = max if isinstance(queries + banks + units + channels, int | float) else np.maximum
+        units = vmax(units, 1.0)
+        channels = vmax(channels, 1.0)
+        s1 = (queries + banks) / units * k1
+        unit_parts = queries + (units if k1 else banks)
+        s2 = unit_parts / channels * k2
+        s3 = unit_parts * k3
+        return vmax(vmax(s1, s2), s3), (s1 + s2 + s3) / vmax(queries, 1.0)
 
     # --- one step from a UnitLoad ----------------------------------------------------------------------
     def price(self, load: UnitLoad, power_limit: bool = False) -> StepCost:
@@ -166,29 +171,27 @@ class PimDevice:
                 f"{self.name}: load has shape {load.tokens.shape}, device has {lay.units} units x "
                 f"{lay.banks_per_unit} banks"
             )
-        tokens = np.asarray(load.tokens, dtype=float)
-        rows = np.asarray(load.rows, dtype=float)
         t_col, passes = self._column_seconds(load.group, load.head_dim, power_limit)
-        cols = np.ceil(tokens * load.bytes_per_token / self.pim.pu_read_bytes)
         per_ch = (self.spec.channels, self.units_per_channel * lay.banks_per_unit)
-        cols_ch = cols.reshape(per_ch).max(axis=1)
-        rows_ch = rows.reshape(per_ch).max(axis=1)
-        tok_ch = tokens.reshape(per_ch).max(axis=1)
-        exp_ch = tok_ch * load.group / (self.pim.pu_clock_mhz * 1e6)
-        mac_ch = np.maximum(cols_ch * passes * t_col, exp_ch) + rows_ch * passes * self.row_switch_seconds(power_limit)
-        mac = float(mac_ch.max())
-        active_banks = float((tokens > 0).sum())
-        active_units = float((tokens.sum(axis=1) > 0).sum())
-        active_ch = float((tokens.reshape(per_ch).sum(axis=1) > 0).sum())
-        through, tail = self.reduce_seconds(
-            np.asarray(float(load.queries)), np.asarray(active_banks), np.asarray(active_units),
-            np.asarray(active_ch), load.head_dim,
-        )
-        red_t, red_tail = float(through), float(tail)
+        tokens = load.tokens.reshape(per_ch)
+        tok_ch = tokens.max(axis=1)  # columns grow with tokens: the busiest bank has the most
+        rows_ch = load.rows.reshape(per_ch).max(axis=1)
+        col_s = passes * t_col * np.ceil(tok_ch * load.bytes_per_token / self.pim.pu_read_bytes)
+        exp_s = tok_ch * load.group / (self.pim.pu_clock_mhz * 1e6)
+        mac = float((np.maximum(col_s, exp_s) + rows_ch * passes * self.row_switch_seconds(power_limit)).max())
+        busy_banks = tokens > 0
+        active_banks = float(busy_banks.sum())
+        active_units = float(load.tokens.any(axis=1).sum())
+        active_ch = float((tok_ch > 0).sum())
+        queries = min(float(load.queries), float(load.tokens.sum()))
+        red_t, red_tail = self.reduce_seconds(queries, active_banks, active_units, active_ch, load.head_dim)
+        if active_banks == 0 and load.queries == 0:
+            red_t = red_tail = 0.0
         busy = max(mac, red_t) + red_tail
         refresh = busy * self.refresh_fraction() / (1.0 - self.refresh_fraction())
-        nbytes = float(cols.sum()) * self.pim.pu_read_bytes * passes
-        acts = float(rows.sum()) * passes
+        nbytes = float(np.ceil(load.tokens * (load.bytes_per_token / self.pim.pu_read_bytes)).sum())
+        nbytes *= self.pim.pu_read_bytes * passes
+        acts = float(load.rows.sum()) * passes
         energy = float(self.compute_energy_j(nbytes, acts, load.queries, active_banks, load.head_dim, load.group))
         neck = "reduction"
         if mac >= red_t:
@@ -223,21 +226,11 @@ class PimDevice:
     def _constants_uncached(
         self, token_bytes: float, group: int, head_dim: int, power_limit: bool
     ) -> tuple[float, ...]:
-        p, s = self.pim, self.spec
+        p = self.pim
         t_col, passes = self._column_seconds(group, head_dim, power_limit)
-        part = (head_dim + 2) * 2.0
-        merge = math.ceil((head_dim + 2) * 3 / p.ru_lanes) / (p.ru_clock_mhz * 1e6)
-        k1 = 0.0
-        if p.ru_per_bank_group:
-            k1 = part / p.pu_read_bytes * s.nCCD_L * self.tck + merge / p.ru_per_bank_group
-        k2 = part / (s.pch * s.burst_bytes / (s.nBL * self.tck))
-        k3 = merge / max(1, p.ru_central)
-        return (
-            passes * t_col / p.pu_read_bytes * token_bytes,  # seconds per token on a bank (columns)
-            group / (p.pu_clock_mhz * 1e6),  # seconds per token on a bank (exp unit)
-            passes * self.row_switch_seconds(power_limit) * token_bytes / self.pu_row_bytes,  # row switches
-            k1, k2, k3, 1.0 / (1.0 - self.refresh_fraction()),
-        )
+        per_token = max(passes * t_col / p.pu_read_bytes * token_bytes, group / (p.pu_clock_mhz * 1e6))
+        rows = passes * self.row_switch_seconds(power_limit) * token_bytes / self.pu_row_bytes
+        return per_token + rows, 1.0 / (1.0 - self.refresh_fraction())
 
     def attention_seconds(
         self,
@@ -248,6 +241,7 @@ class PimDevice:
         group: int = 1,
         head_dim: int = 128,
         power_limit: bool = False,
+        _general: bool = False,
     ) -> np.ndarray:
         """Seconds of one step over ``tokens`` selected tokens of ``token_bytes`` each (vectorised).
 
@@ -258,20 +252,28 @@ class PimDevice:
         (``tokens / banks``), which is exact on average over many steps.
         """
         lay = self.layout
-        col_s, exp_s, row_s, k1, k2, k3, ref = self._constants(float(token_bytes), group, head_dim, power_limit)
+        per_token, ref = self._constants(float(token_bytes), group, head_dim, power_limit)
         scalar = isinstance(tokens, int | float) and (queries is None or isinstance(queries, int | float))
         n: Any
         q: Any
-        vmax: Any
-        vmin: Any
         if scalar:  # the same formula on Python floats: a few microseconds
-            vmax, vmin = max, min
             n = max(float(tokens), 0.0)
             q = 0.0 if queries is None else float(queries)
         else:
-            vmax, vmin = np.maximum, np.minimum
             n = np.maximum(np.asarray(tokens, dtype=float), 0.0)
             q = 0.0 if queries is None else np.asarray(queries, dtype=float)
+        vmin: Any = min if scalar else np.minimum
+        if not scalar and not coarse and not _general and np.ndim(q) == 0:
+            # Every bank busy (the usual case): the reduction is the same for every entry.
+            through, tail = self.reduce_seconds(float(q), float(lay.banks), float(lay.units),
+                                                float(self.spec.channels), head_dim)
+            busy = np.maximum(n * (per_token / lay.banks), through) + tail
+            few = n < max(lay.banks, float(q))
+            if few.any():
+                busy[few] = self.attention_seconds(n[few], token_bytes, False, None if queries is None else q,
+                                                   group, head_dim, power_limit, _general=True) / ref
+            return np.where(n > 0, busy * ref, 0.0)
+        q = vmin(q, n)  # a query with no token here leaves no partial here
         if coarse:
             heads = max(1.0, token_bytes / (4.0 * head_dim))  # KV heads in one token's bytes
             blocks = np.ceil(n * heads / COARSE_BLOCK_TOKENS)
@@ -282,13 +284,10 @@ class PimDevice:
             per_bank = n / lay.banks
             banks = vmin(n, lay.banks)
             units = vmin(n / lay.banks_per_unit, lay.units)
-        mac = per_bank * (max(col_s, exp_s) + row_s)
-        units = vmax(units, 1.0)
-        channels = vmin(vmax(units / self.units_per_channel, 1.0), self.spec.channels)
-        s1 = (q + banks) / units * k1
-        s2 = (q + units) / channels * k2
-        s3 = (q + units) * k3
-        busy = (vmax(vmax(mac, s1), vmax(s2, s3)) + (s1 + s2 + s3) / vmax(q, 1.0)) * ref
+        channels = vmin(units / self.units_per_channel, self.spec.channels)
+        through, tail = self.reduce_seconds(q, banks, units, channels, head_dim)
+        vmax: Any = max if scalar else np.maximum
+        busy = (vmax(per_bank * per_token, through) + tail) * ref
         if scalar:
             return np.asarray(busy if n > 0 else 0.0)
         return np.where(n > 0, busy, 0.0)
