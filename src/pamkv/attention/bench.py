@@ -16,8 +16,9 @@ Run ``python -m pamkv.attention.bench [--quick] [--json PATH] [--seed N] [--no-m
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
-import os
+import io
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -133,15 +134,15 @@ def _load_smollm2() -> tuple[Any, Any] | None:
     ggufs = sorted(folder.glob("*.gguf"))
     if not ggufs:
         return None
-    os.environ.setdefault("TQDM_DISABLE", "1")  # the GGUF de-quantisation progress bar
     import torch
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-    tok = AutoTokenizer.from_pretrained(str(folder), gguf_file=ggufs[0].name)
-    model = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=ggufs[0].name, dtype=torch.float32)
+    with contextlib.redirect_stderr(io.StringIO()):  # the GGUF de-quantisation progress bar
+        tok = AutoTokenizer.from_pretrained(str(folder), gguf_file=ggufs[0].name)
+        model = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=ggufs[0].name, dtype=torch.float32)
     model.eval()
     return tok, model
 
