@@ -119,8 +119,11 @@ class PimDevice:
     def _column_seconds(self, group: int, head_dim: int, power_limit: bool) -> tuple[float, int]:
         """(seconds per column command, passes over the columns) for ``group`` query heads per KV head."""
         p = self.pim
-        passes = max(1, math.ceil(group * head_dim * 2 / p.pu_buffer_bytes))
-        heads_per_pass = math.ceil(group / passes)
+        # Query heads whose 16-bit query fits the PU buffer at once; a longer query is held in pieces
+        # (each piece matches the key columns it covers), so it costs reloads but no extra reads.
+        heads_fit = max(1, p.pu_buffer_bytes // (head_dim * 2))
+        passes = math.ceil(group / heads_fit)
+        heads_per_pass = min(group, heads_fit)
         mac_cycles = math.ceil(p.pu_read_bytes / 2 * heads_per_pass / p.pu_lanes)
         return max(self.spacing(power_limit) * self.tck, mac_cycles / (p.pu_clock_mhz * 1e6)), passes
 
