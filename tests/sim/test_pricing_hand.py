@@ -132,8 +132,9 @@ class ListKV:
     def free_tokens(self) -> int:
         return 10**12
 
-    def add_tokens(self, rid: int, tokens: int, prompt: bool) -> None:
-        self.held[rid] = self.held.get(rid, 0) + tokens
+    def add_tokens(self, rids: np.ndarray, tokens: np.ndarray) -> None:
+        for r, n in zip(rids.tolist(), tokens.tolist(), strict=True):
+            self.held[r] = self.held.get(r, 0) + n
 
     def add_decode_tokens(self, rids: np.ndarray, steps: int) -> None:
         for r in rids.tolist():

@@ -23,6 +23,7 @@ class TierConfig(BaseModel):
         default=None, gt=0, description="Capacity of the whole tier in GB; default: count x the device's capacity."
     )
     link: str = Field(description="Link preset between this tier and the GPUs (partials, migrations, fetches).")
+    links: int = Field(default=1, gt=0, description="Such links in parallel (the tier's whole path to the GPUs).")
     pim: bool = Field(default=True, description="Attention runs in this tier's devices (False: KV is fetched).")
     holds_weights: bool = Field(
         default=False, description="The GPUs' model weights live here too (HBM): KV gets what is left."

@@ -78,6 +78,7 @@ class SimKV:
         sparsity_ratio: float,
         min_selected: int,
         frequency_blind: bool,
+        schedule: bool,
         seed: int,
     ) -> None:
         spec = StoreSpec(
@@ -96,11 +97,13 @@ class SimKV:
         self.ratio = sparsity_ratio
         self.min_selected = min_selected
         self.frequency_blind = frequency_blind
+        self.schedule = schedule
         self.capacity_tokens = int(self.store.capacity.sum()) * block_tokens
         self.rng = np.random.default_rng(seed)
         self.streams: dict[int, LocalityStream] = {}
         self.held: dict[int, int] = {}
         self._last_shares: dict[int, np.ndarray] = {}
+        self._moved = np.zeros(len(self.links))
 
     # --- capacity ----------------------------------------------------------------------------------
     def fits(self, rid: int, tokens: int) -> bool:
@@ -113,10 +116,11 @@ class SimKV:
         return max(0, int(self.store.free_blocks().sum()) * self.block_tokens - self.block_tokens * len(self.held))
 
     # --- growth ------------------------------------------------------------------------------------
-    def add_tokens(self, rid: int, tokens: int, prompt: bool) -> None:
-        """Append ``tokens`` prompt (or recomputed) tokens of request ``rid``; placement by the policy."""
-        self.store.append([rid], [tokens])
-        self.held[rid] = self.held.get(rid, 0) + tokens
+    def add_tokens(self, rids: np.ndarray, tokens: np.ndarray) -> None:
+        """Append prompt (or recomputed) tokens, ``tokens[i]`` to request ``rids[i]``; placed by the policy."""
+        self.store.append(rids, tokens)
+        for r, n in zip(rids.tolist(), tokens.tolist(), strict=True):
+            self.held[r] = self.held.get(r, 0) + n
 
     def add_decode_tokens(self, rids: np.ndarray, steps: int) -> None:
         """Append ``steps`` generated tokens to each request of the decode batch."""
@@ -202,18 +206,24 @@ class SimKV:
         return counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
 
     def window(self) -> np.ndarray:
-        """One scheduling window: observe a step's selection, run the policy's moves; bytes per link."""
+        """One scheduling window: observe a step's selection, run the policy's moves; bytes per link.
+
+        The bytes include every move since the last window: the scheduler's, and the displacements
+        the policy made to place new blocks.
+        """
         rids = np.asarray(sorted(self.held), dtype=np.int64)
-        if rids.size == 0:
-            return np.zeros(len(self.links))
-        reqs, pos, score = self._selection(rids)
-        if self.frequency_blind:
-            score = np.ones_like(score)
-        self.store.observe(rids, reqs, pos, score)
-        shares = self._shares(rids, reqs, pos)
-        self._last_shares = {r: shares[i] for i, r in enumerate(rids.tolist())}
-        report = self.store.schedule()
-        return np.array([report.links[name].bytes if name in report.links else 0.0 for name in self.links])
+        if rids.size:
+            reqs, pos, score = self._selection(rids)
+            if self.frequency_blind:
+                score = np.ones_like(score)
+            self.store.observe(rids, reqs, pos, score)
+            shares = self._shares(rids, reqs, pos)
+            self._last_shares = {r: shares[i] for i, r in enumerate(rids.tolist())}
+            if self.schedule:
+                self.store.schedule()
+        moved = np.array([t.bytes if (t := self.store.traffic.links.get(n)) else 0.0 for n in self.links])
+        delta, self._moved = moved - self._moved, moved
+        return delta
 
     def occupancy(self) -> np.ndarray:
         """Tokens held per tier."""

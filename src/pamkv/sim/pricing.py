@@ -5,7 +5,8 @@ Aggregation, stated once (docs/sim.md):
 * **Pipeline parallelism** — the batch runs as ``pp`` micro-batches in flight, one per stage, so a
   decode step of every request takes the time of all layers at micro-batch ``B/pp`` (a token per
   request per full pass; stages overlap across micro-batches). Each tier's devices are split evenly
-  over the stages. Prefill of a batch of prompts is not pipelined (conservative).
+  over the stages. A prefill iteration runs its prompts as up to ``pp`` micro-batches with the
+  GPipe fill/drain bubble (one prompt alone gets no overlap).
 * **Layers** — all layers are alike, so a step prices one layer and multiplies.
 * **Devices** — a tier's selected tokens spread over its devices by the fine-grained split
   (PAMattention: request x KV head x block), so each device does ``reads / devices``; with the
@@ -212,7 +213,10 @@ class SystemPricer:
         attn_s = float(self.gpu.attention_seconds(np.array([attn_flops]), np.array([attn_bytes]))[0])
         head_s, head_flops, head_bytes = self._lm_head(len(chunks))
         layer_s = gpu_s + attn_s
-        seconds = model.layers * layer_s + head_s
+        # Pipeline parallelism: the prompts go through the stages as up to pp micro-batches, GPipe
+        # style — (micro-batches + pp - 1) stage slots of 1/(pp x micro-batches) of the work each.
+        micro = max(1, min(o.pp, len(chunks)))
+        seconds = model.layers * layer_s * (micro + o.pp - 1) / (o.pp * micro) + head_s
         busy = np.zeros(len(self.resource_names))
         busy[0] = seconds
         flops = model.layers * (gpu_flops + attn_flops) + head_flops

@@ -1,0 +1,189 @@
+"""Assemble a run: resolve the run's system, model and workload and wire the engine's parts.
+
+The KV side is :class:`pamkv.sim.kvside.SimKV` (the real store and policies), the pricer is
+:class:`pamkv.sim.pricing.SystemPricer` over the hardware models, the clock is
+:class:`pamkv.sim.engine.Engine`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pamkv.config import load
+from pamkv.config.models import ModelConfig
+from pamkv.config.runs import RunConfig
+from pamkv.config.systems import SystemConfig, TierConfig
+from pamkv.errors import UserError
+from pamkv.hardware.catalog import Link, TierDevice, load_gpu, load_link, load_tier_device
+from pamkv.kv import LayoutSpec
+from pamkv.model import kv_bytes_per_token, kv_bytes_per_token_per_layer, load_model, weight_bytes
+from pamkv.scheduling.online_kv import balanced_targets
+from pamkv.scheduling.requests import BatchLimits
+from pamkv.sim.engine import Engine, EngineOptions, Requests
+from pamkv.sim.kvside import SimKV, TierPlan, make_policy
+from pamkv.sim.pricing import PricerOptions, SystemPricer
+from pamkv.workloads import Trace, load_workload, workload_config
+from pamkv.workloads.locality import LocalityModel
+
+
+@dataclass
+class Tier:
+    """One tier of a system as the pricer sees it: its device model times a count, and its links."""
+
+    name: str
+    devices: int
+    pim: bool
+    device: TierDevice
+    link: Link
+    links: int
+    group: int
+    head_dim: int
+
+    def attention_seconds(self, tokens_per_device: np.ndarray, token_bytes: float, coarse: bool) -> np.ndarray:
+        """Seconds for one device to attend over its share of a layer's selected tokens."""
+        return self.device.attention_seconds(tokens_per_device, token_bytes, coarse=coarse, group=self.group,
+                                             head_dim=self.head_dim)
+
+    def fetch_seconds(self, tokens_per_device: np.ndarray, token_bytes: float) -> np.ndarray:
+        """Seconds for one device to read its share of selected tokens out to the host."""
+        return self.device.fetch_seconds(tokens_per_device, token_bytes)
+
+    def link_seconds(self, nbytes: np.ndarray) -> np.ndarray:
+        """Seconds to move ``nbytes`` over the tier's parallel links."""
+        return self.link.transfer_seconds(np.asarray(nbytes, dtype=float) / self.links)
+
+    def energy_j(self, tokens: np.ndarray, token_bytes: float, computed: bool) -> np.ndarray:
+        """Joules of reading (and attending over, in place) ``tokens`` tokens."""
+        return self.device.energy_j(tokens, token_bytes, computed=computed)
+
+    def link_energy_j(self, nbytes: np.ndarray) -> np.ndarray:
+        """Joules to move ``nbytes`` over the link."""
+        return self.link.energy_j(nbytes)
+
+
+@dataclass
+class Assembly:
+    """Everything a run needs, resolved."""
+
+    run: RunConfig
+    system: SystemConfig
+    model: ModelConfig
+    trace: Trace
+    engine: Engine
+    kv: SimKV
+    pricer: SystemPricer
+    cost_usd: float
+    oom: bool
+
+
+def load_system(name_or_path: str) -> SystemConfig:
+    """A system preset by name or a system YAML file."""
+    return load(SystemConfig, "systems", name_or_path)
+
+
+def _tier_capacity_bytes(system: SystemConfig, tier: TierConfig, device: TierDevice, model: ModelConfig,
+                         dtype: str) -> float:
+    """KV bytes one device of ``tier`` holds: its capacity, less the weights it carries (HBM)."""
+    per_device = device.capacity_bytes if tier.capacity_gb is None else tier.capacity_gb * 1e9 / tier.count
+    if tier.holds_weights:
+        per_gpu = weight_bytes(model, dtype, tp=system.tp, pp=system.pp)
+        per_device -= per_gpu * system.gpus / tier.count
+        per_device *= 1.0 - load_gpu(system.gpu).memory_reserve  # activations and workspace (vLLM keeps 10%)
+    if per_device <= 0:
+        raise UserError(
+            f"system '{system.name}': model '{model.name}' does not fit: its weights exceed tier '{tier.name}'"
+        )
+    return per_device
+
+
+def assemble(run: RunConfig) -> Assembly:
+    """Resolve ``run`` into an engine ready to :meth:`~pamkv.sim.engine.Engine.run`."""
+    system = load_system(run.system)
+    model = load_model(run.model)
+    wcfg, _ = workload_config(run.workload)
+    trace = load_workload(run.workload, requests=run.requests, seed=run.seed, rate_scale=run.rate_scale)
+    if run.batch is not None:
+        trace = _offline(trace, run.batch)
+    token_bytes = kv_bytes_per_token_per_layer(model, run.dtype)
+    group = model.heads // model.kv_heads
+
+    tiers: list[Tier] = []
+    plans: list[TierPlan] = []
+    for t in system.tiers:
+        dev = load_tier_device(t.device)
+        tiers.append(Tier(t.name, t.count, t.pim and system.attention == "pim", dev, load_link(t.link), t.links,
+                          group, model.head_dim))
+        cap = _tier_capacity_bytes(system, t, dev, model, run.dtype)
+        lay = dev.layout
+        plans.append(TierPlan(t.name, t.count, cap, LayoutSpec(
+            name=lay.name, kind=lay.kind, units=lay.units, banks_per_unit=lay.banks_per_unit,
+            rows_per_bank=lay.rows_per_bank, row_bytes=lay.row_bytes)))
+    gpu = load_gpu(system.gpu)
+    # PAM's targets: what makes the tiers finish together, from their aggregate attention throughput and
+    # capacity (the paper profiles x and y offline and does not publish them).
+    throughput = [t.devices / float(t.attention_seconds(np.array([4096.0]), token_bytes, False)[0]) for t in tiers]
+    capacity_tokens = [p.devices * p.capacity_bytes / (token_bytes * model.layers) for p in plans]
+    auto = balanced_targets(throughput, capacity_tokens) if len(tiers) > 1 else None
+    x = system.target_x if system.target_x is not None else (auto[0] if auto else 1.0)
+    y = system.target_y if system.target_y is not None else (auto[1] if auto and len(auto) > 2 else 1.0)
+    targets = auto if system.target_x is None and auto is not None and len(auto) != 3 else None
+    policy = make_policy(system.placement, x, y, targets if system.placement != "balanced" else auto)
+    ratio = system.sparsity_ratio if system.sparsity != "dense" else 1.0
+    kv = SimKV(plans, token_bytes, model.layers, run.block_tokens, policy, system.mapping,
+               LocalityModel(wcfg.locality), ratio, min_selected=64,
+               frequency_blind=system.placement == "balanced", schedule=system.scheduling, seed=run.seed)
+    pricer = SystemPricer(model, gpu, tiers, PricerOptions(
+        tp=system.tp, pp=system.pp, attention_on_gpu=system.attention == "gpu",
+        pamattention=system.pamattention, dtype=run.dtype))
+    needs = trace.input_tokens.max(initial=0) + trace.output_tokens.max(initial=0)
+    if needs > kv.capacity_tokens:
+        raise UserError(
+            f"a request of {int(needs):,} tokens can never fit in system '{system.name}' "
+            f"({kv.capacity_tokens:,} tokens of KV for {model.name})"
+        )
+    batch_tokens = float((trace.input_tokens + trace.output_tokens).sum()) if run.batch else 0.0
+    oom = run.batch is not None and batch_tokens > kv.capacity_tokens
+    limits = BatchLimits(max_batch=run.batch or system.max_batch,
+                         max_tokens_per_iter=max(system.max_tokens_per_iter, int(trace.input_tokens.max(initial=1))),
+                         chunked_prefill=system.chunked_prefill)
+    requests = Requests(np.asarray(trace.arrival_s, dtype=float), np.asarray(trace.input_tokens, dtype=np.int64),
+                        np.maximum(np.asarray(trace.output_tokens, dtype=np.int64), 1))
+    engine = Engine(requests, kv, pricer, EngineOptions(
+        limits=limits, sparsity_ratio=ratio, schedule_every=system.schedule_every,
+        migration_overlapped=system.pamattention, max_sim_s=run.max_sim_s))
+    cost = system.cost_usd if system.cost_usd is not None else hardware_cost_usd(system, tiers)
+    return Assembly(run, system, model, trace, engine, kv, pricer, cost, oom)
+
+
+def _offline(trace: Trace, batch: int) -> Trace:
+    """The paper's offline mode: ``batch`` requests (the first ones, repeated if too few) all at t = 0."""
+    n = len(trace.input_tokens)
+    idx = np.arange(batch) % n
+    return Trace.from_arrays(np.zeros(batch), trace.input_tokens[idx], trace.output_tokens[idx],
+                             name=trace.name, source=trace.source, arrivals="none")
+
+
+def hardware_cost_usd(system: SystemConfig, tiers: list[Tier]) -> float:
+    """Hardware price of the node: GPUs plus every tier's devices (presets' cost estimates)."""
+    gpu = load_gpu(system.gpu)
+    return system.gpus * gpu.cost_usd + sum(t.devices * t.device.cost_usd for t in tiers)
+
+
+def describe(a: Assembly) -> dict[str, Any]:
+    """Static facts of an assembled run, merged into its metrics."""
+    return {
+        "system": a.system.name,
+        "model": a.model.name,
+        "workload": a.run.workload,
+        "kv_capacity_tokens": a.kv.capacity_tokens,
+        "kv_bytes_per_token": kv_bytes_per_token(a.model, a.run.dtype),
+        "hardware_cost_usd": a.cost_usd,
+        "tiers": [t.name for t in a.system.tiers],
+        "seed": a.run.seed,
+        "mode": "offline" if a.run.batch else "online",
+        "batch": a.run.batch,
+        "oom": a.oom,
+    }
