@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 
 _GROWTH = 1.5  # slot and storage growth factor (amortised O(1) appends, <= 1.5x slack)
 _MIN_SLOT = 4  # units reserved for the smallest slot
+_COMPACT_MIN_UNITS = 1024  # holes smaller than this are never worth a compaction
 
 
 def units_for(n_tokens: int, block_tokens: int) -> int:
@@ -273,7 +274,7 @@ class LocalityBatch:
         self._maybe_compact()
 
     def _maybe_compact(self) -> None:
-        if self._end - self._live_cap > max(self._live_cap, 1024):
+        if self._end - self._live_cap > max(self._live_cap, _COMPACT_MIN_UNITS):
             self.compact()
 
     def compact(self) -> None:
