@@ -8,6 +8,9 @@ Run: ``python benchmarks/workloads.py [--seed N] [--quick] [--fit]``.
    128k context (the simulator's per-step price), and its reference figures across context lengths
    (the concentration law), beside the SmolLM2 reference at 1-2k.
 3. Aggregate curves (``LocalityCurveBank``): time to tabulate one context length.
+3b. The batched generator (``LocalityBatch``): one ``append`` + ``step`` call over 256 contexts of 2k
+   tokens and 32 of 100k at 16-token blocks (the simulator's per-window price), beside stepping the
+   same contexts one stream at a time.
 4. ``--fit``: rerun the calibration of the generator's defaults against ../shared/reference/locality.md and print
    the fitted parameters and figures (minutes).
 """
@@ -107,6 +110,31 @@ def bench_curves(seed: int, quick: bool) -> None:
                   f"  sel(1/8 in ema 30%)={sel30:.3f}")
 
 
+def bench_batch(seed: int, quick: bool) -> None:
+    """Cost of one batched append + step over many contexts, and of the same work one stream at a time."""
+    print("== batched locality generator: append(1) + step over all contexts (best of 3 x 5 calls)")
+    model = LocalityModel()
+    cases = ((256, 2048, 16), (32, 100_000, 16)) if quick else ((256, 2048, 16), (32, 100_000, 16), (256, 2048, 1))
+    for contexts, tokens, block in cases:
+        batch = model.batch(seed, block_tokens=block)
+        for c in range(contexts):
+            batch.add(c, tokens)
+        ids = np.arange(contexts)
+
+        def call(batch=batch, ids=ids) -> None:  # type: ignore[no-untyped-def]
+            for _ in range(5):
+                batch.append(ids, 1)
+                batch.step(ids)
+
+        dt, _ = _timed(call)
+        streams = [model.start(tokens, np.random.default_rng(seed + c), block_tokens=block) for c in range(16)]
+        one, _ = _timed(lambda streams=streams: [s.step(1) for s in streams])
+        units = int(batch.units(ids).sum())
+        print(f"  {contexts:>3} x {tokens:>7,} tokens, block={block:>2} ({units:>7,} units): {dt / 5 * 1e3:7.2f} ms"
+              f" per call ({dt / 5 / units * 1e9:5.0f} ns/unit); one stream at a time "
+              f"{one / 16 * contexts * 1e3:7.2f} ms")
+
+
 def run_fit(seed: int) -> None:
     """Refit the generator's defaults to the reference figures and print the outcome."""
     print("== calibration fit (pattern search; minutes)")
@@ -134,6 +162,7 @@ def main() -> None:
     bench_step(args.seed, args.quick)
     bench_figures(args.seed, args.quick)
     bench_curves(args.seed, args.quick)
+    bench_batch(args.seed, args.quick)
     if args.fit:
         run_fit(args.seed)
 

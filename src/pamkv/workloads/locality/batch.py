@@ -437,9 +437,12 @@ class LocalityBatch:
             drift += np.sqrt(1.0 - a_unit * a_unit) * self.rng.standard_normal((self.heads, u))
         if not isinstance(idx, slice):
             _put(self._drift, idx, drift)
-        log_mod = cfg.drift_sigma * drift
         if cfg.jitter_sigma > 0:
-            log_mod += cfg.jitter_sigma * self.rng.standard_normal((self.heads, u))
+            log_mod = self.rng.standard_normal((self.heads, u))
+            log_mod *= cfg.jitter_sigma
+            log_mod += cfg.drift_sigma * drift
+        else:
+            log_mod = cfg.drift_sigma * drift
         return self._mass(slots, idx, units, offsets, log_mod), offsets
 
     def mass_of(self, context_ids: Iterable[int] | np.ndarray, log_mod: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -508,7 +511,7 @@ class LocalityBatch:
                 held = np.minimum(b, sinks[sseg] - kk * b)  # sink tokens in each sink unit
                 out[:, starts[sseg] + kk] += cfg.sink_mass * held / sinks[sseg]
         if cfg.background_mass > 0:
-            out += cfg.background_mass * self._background(log_mod, last_tokens, offsets, spread)
+            out += self._background(log_mod, last_tokens, offsets, spread)
         return out
 
     def _recent_weights(self, last_tokens: np.ndarray, width: np.ndarray, j: np.ndarray) -> np.ndarray:
@@ -528,7 +531,8 @@ class LocalityBatch:
         offsets: np.ndarray,
         spread: Callable[[np.ndarray], np.ndarray],
     ) -> np.ndarray:
-        """This step's diffuse weights per unit, ``(heads, units)``, each context's rows summing to 1.
+        """This step's diffuse mass per unit, ``(heads, units)``, each context's rows summing to
+        ``background_mass``.
 
         A token's weight is exp(background_sigma * z), with ``z`` its standardised log-modulation (the
         same slow drift and fresh noise that move its heavy-hitter weight: one attention logit), or
@@ -540,19 +544,21 @@ class LocalityBatch:
         b = self.block_tokens
         sigma = cfg.background_sigma
         scale = math.hypot(cfg.drift_sigma, cfg.jitter_sigma)
-        z = log_mod / scale if scale > 0 else self.rng.standard_normal(log_mod.shape)
-        if b == 1:
-            w = np.exp(sigma * z)
+        # z * z_scale is the standardised log-modulation (the scale is folded into one multiply).
+        if scale > 0:
+            z, z_scale = log_mod, 1.0 / scale
         else:
+            z, z_scale = self.rng.standard_normal(log_mod.shape), 1.0
+        s2b = math.log1p(math.expm1(sigma * sigma) / b)  # sigma^2 for b = 1
+        w = np.exp(z * (math.sqrt(s2b) * z_scale))
+        if b > 1:
             # Full blocks share k = b, so their common factor b * exp(-s2/2) is dropped (it cancels
             # in the normalisation); a partial last block is rescaled relative to it.
-            s2b = math.log1p(math.expm1(sigma * sigma) / b)
-            w = np.exp(math.sqrt(s2b) * z)
             last = offsets[1:] - 1
             k = last_tokens.astype(np.float64)
             s2 = np.log1p(np.expm1(sigma * sigma) / k)
-            w[:, last] = (k / b) * np.exp(np.sqrt(s2) * z[:, last] - s2 / 2 + s2b / 2)
-        w *= spread(1.0 / _segment_sum(w, offsets[:-1]))
+            w[:, last] = (k / b) * np.exp(np.sqrt(s2) * z_scale * z[:, last] - s2 / 2 + s2b / 2)
+        w *= spread(cfg.background_mass / _segment_sum(w, offsets[:-1]))
         return w
 
 
