@@ -15,7 +15,9 @@ class RunConfig(BaseModel):
     workload: str = Field(default="azure-conv", description="Workload preset name or trace file path.")
     requests: int | None = Field(default=None, gt=0, description="Use the first N requests of the workload.")
     batch: int | None = Field(
-        default=None, gt=0, description="Offline mode: this many requests decode together (all arrive at t=0)."
+        default=None, gt=0,
+        description="Offline mode: at most this many requests decode together; the workload's requests "
+        "(default 4 batches' worth) are all queued at t=0.",
     )
     slo_tpot_ms: float | None = Field(
         default=None, gt=0, description="Online mode: search the largest batch whose TPOT p50 meets this SLO."

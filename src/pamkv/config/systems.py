@@ -59,6 +59,11 @@ class SystemConfig(BaseModel):
         "'static' fixed at prefill (LS-PIM), 'recent' newest tokens high, 'balanced' load-balanced "
         "but blind to access frequency (the no-mapping ablation).",
     )
+    power_limit: bool = Field(
+        default=True,
+        description="PIM column commands spaced for the peak-power limit (AttAcc's 6 instead of 4 cycles; "
+        "the paper quotes its PIM compute under such limits, §5.2).",
+    )
     mapping: Literal["pam", "naive"] = Field(
         default="pam", description="Intra-device mapping: least-active bank group (PAM) or naive fill."
     )

@@ -76,7 +76,7 @@ def _store(cfg: FunctionalConfig) -> TieredKVStore:
     )
     # Targets from relative tier speeds (HBM-PIM : DDR-PIM : SSD-PIM internal bandwidth, roughly 100:10:1)
     # and capacities, so that the tiers would finish a step together.
-    caps = spec.capacity_blocks().astype(float)
+    caps = spec.capacity_blocks().astype(float).tolist()
     return TieredKVStore(spec, PamPolicy(x=0, y=0, targets=balanced_targets([100.0, 10.0, 1.0], caps)))
 
 

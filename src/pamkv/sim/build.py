@@ -17,7 +17,8 @@ from pamkv.config.models import ModelConfig
 from pamkv.config.runs import RunConfig
 from pamkv.config.systems import SystemConfig, TierConfig
 from pamkv.errors import UserError
-from pamkv.hardware.catalog import Link, TierDevice, load_gpu, load_link, load_tier_device
+from pamkv.hardware.catalog import TierDevice, load_gpu
+from pamkv.hardware.tier import DeviceTier
 from pamkv.kv import LayoutSpec
 from pamkv.model import kv_bytes_per_token, kv_bytes_per_token_per_layer, load_model, weight_bytes
 from pamkv.scheduling.online_kv import balanced_targets
@@ -27,41 +28,6 @@ from pamkv.sim.kvside import SimKV, TierPlan, make_policy
 from pamkv.sim.pricing import PricerOptions, SystemPricer
 from pamkv.workloads import Trace, load_workload, workload_config
 from pamkv.workloads.locality import LocalityModel
-
-
-@dataclass
-class Tier:
-    """One tier of a system as the pricer sees it: its device model times a count, and its links."""
-
-    name: str
-    devices: int
-    pim: bool
-    device: TierDevice
-    link: Link
-    links: int
-    group: int
-    head_dim: int
-
-    def attention_seconds(self, tokens_per_device: np.ndarray, token_bytes: float, coarse: bool) -> np.ndarray:
-        """Seconds for one device to attend over its share of a layer's selected tokens."""
-        return self.device.attention_seconds(tokens_per_device, token_bytes, coarse=coarse, group=self.group,
-                                             head_dim=self.head_dim)
-
-    def fetch_seconds(self, tokens_per_device: np.ndarray, token_bytes: float) -> np.ndarray:
-        """Seconds for one device to read its share of selected tokens out to the host."""
-        return self.device.fetch_seconds(tokens_per_device, token_bytes)
-
-    def link_seconds(self, nbytes: np.ndarray) -> np.ndarray:
-        """Seconds to move ``nbytes`` over the tier's parallel links."""
-        return self.link.transfer_seconds(np.asarray(nbytes, dtype=float) / self.links)
-
-    def energy_j(self, tokens: np.ndarray, token_bytes: float, computed: bool) -> np.ndarray:
-        """Joules of reading (and attending over, in place) ``tokens`` tokens."""
-        return self.device.energy_j(tokens, token_bytes, computed=computed)
-
-    def link_energy_j(self, nbytes: np.ndarray) -> np.ndarray:
-        """Joules to move ``nbytes`` over the link."""
-        return self.link.energy_j(nbytes)
 
 
 @dataclass
@@ -104,20 +70,24 @@ def assemble(run: RunConfig) -> Assembly:
     system = load_system(run.system)
     model = load_model(run.model)
     wcfg, _ = workload_config(run.workload)
-    trace = load_workload(run.workload, requests=run.requests, seed=run.seed, rate_scale=run.rate_scale)
     if run.batch is not None:
-        trace = _offline(trace, run.batch)
+        count = run.requests or OFFLINE_WAVES * run.batch
+        trace = _offline(load_workload(run.workload, requests=count, seed=run.seed), count)
+    else:
+        trace = load_workload(run.workload, requests=run.requests, seed=run.seed, rate_scale=run.rate_scale)
     token_bytes = kv_bytes_per_token_per_layer(model, run.dtype)
     group = model.heads // model.kv_heads
 
-    tiers: list[Tier] = []
+    ratio = system.sparsity_ratio if system.sparsity != "dense" else 1.0
+    tiers: list[DeviceTier] = []
     plans: list[TierPlan] = []
     for t in system.tiers:
-        dev = load_tier_device(t.device)
-        tiers.append(Tier(t.name, t.count, t.pim and system.attention == "pim", dev, load_link(t.link), t.links,
-                          group, model.head_dim))
-        cap = _tier_capacity_bytes(system, t, dev, model, run.dtype)
-        lay = dev.layout
+        tier = DeviceTier.from_presets(
+            t.name, t.device, t.count, t.link, pim=t.pim and system.attention == "pim", links=t.links, group=group,
+            head_dim=model.head_dim, power_limit=system.power_limit, selected_fraction=1.0 / ratio)
+        tiers.append(tier)
+        cap = _tier_capacity_bytes(system, t, tier.device, model, run.dtype)
+        lay = tier.device.layout
         plans.append(TierPlan(t.name, t.count, cap, LayoutSpec(
             name=lay.name, kind=lay.kind, units=lay.units, banks_per_unit=lay.banks_per_unit,
             rows_per_bank=lay.rows_per_bank, row_bytes=lay.row_bytes)))
@@ -131,7 +101,6 @@ def assemble(run: RunConfig) -> Assembly:
     y = system.target_y if system.target_y is not None else (auto[1] if auto and len(auto) > 2 else 1.0)
     targets = auto if system.target_x is None and auto is not None and len(auto) != 3 else None
     policy = make_policy(system.placement, x, y, targets if system.placement != "balanced" else auto)
-    ratio = system.sparsity_ratio if system.sparsity != "dense" else 1.0
     kv = SimKV(plans, token_bytes, model.layers, run.block_tokens, policy, system.mapping,
                LocalityModel(wcfg.locality), ratio, min_selected=64,
                frequency_blind=system.placement == "balanced", schedule=system.scheduling, seed=run.seed)
@@ -144,8 +113,9 @@ def assemble(run: RunConfig) -> Assembly:
             f"a request of {int(needs):,} tokens can never fit in system '{system.name}' "
             f"({kv.capacity_tokens:,} tokens of KV for {model.name})"
         )
-    batch_tokens = float((trace.input_tokens + trace.output_tokens).sum()) if run.batch else 0.0
-    oom = run.batch is not None and batch_tokens > kv.capacity_tokens
+    # Offline: the system must hold a full batch of average requests at once, or it is out of memory.
+    mean_tokens = float((trace.input_tokens + trace.output_tokens).mean()) if len(trace.input_tokens) else 0.0
+    oom = run.batch is not None and run.batch * mean_tokens > kv.capacity_tokens
     limits = BatchLimits(max_batch=run.batch or system.max_batch,
                          max_tokens_per_iter=max(system.max_tokens_per_iter, int(trace.input_tokens.max(initial=1))),
                          chunked_prefill=system.chunked_prefill)
@@ -158,15 +128,23 @@ def assemble(run: RunConfig) -> Assembly:
     return Assembly(run, system, model, trace, engine, kv, pricer, cost, oom)
 
 
-def _offline(trace: Trace, batch: int) -> Trace:
-    """The paper's offline mode: ``batch`` requests (the first ones, repeated if too few) all at t = 0."""
+OFFLINE_WAVES = 4
+"""Offline mode serves this many batches' worth of requests (unless ``requests`` is given)."""
+
+
+def _offline(trace: Trace, count: int) -> Trace:
+    """The paper's offline mode: ``count`` requests all queued at t = 0 (repeated if the workload has fewer).
+
+    With the batch capped at ``batch``, a finished request's place is taken by the next one, so the
+    batch stays full until the queue drains (vLLM's offline throughput benchmark).
+    """
     n = len(trace.input_tokens)
-    idx = np.arange(batch) % n
-    return Trace.from_arrays(np.zeros(batch), trace.input_tokens[idx], trace.output_tokens[idx],
+    idx = np.arange(count) % n
+    return Trace.from_arrays(np.zeros(count), trace.input_tokens[idx], trace.output_tokens[idx],
                              name=trace.name, source=trace.source, arrivals="none")
 
 
-def hardware_cost_usd(system: SystemConfig, tiers: list[Tier]) -> float:
+def hardware_cost_usd(system: SystemConfig, tiers: list[DeviceTier]) -> float:
     """Hardware price of the node: GPUs plus every tier's devices (presets' cost estimates)."""
     gpu = load_gpu(system.gpu)
     return system.gpus * gpu.cost_usd + sum(t.devices * t.device.cost_usd for t in tiers)

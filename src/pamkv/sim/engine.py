@@ -96,6 +96,9 @@ class Engine:
         self.busy = np.zeros(len(pricer.resource_names))
         self.energy_j = 0.0
         self.migrated = 0.0
+        self.prefill_s = 0.0
+        self.decode_s = 0.0
+        self.decode_tokens = 0
         self.rows: list[tuple[Any, ...]] = []
         self.recompute: dict[int, int] = {}
 
@@ -153,6 +156,7 @@ class Engine:
         self.kv.add_tokens(np.array([r for r, _ in chunks], dtype=np.int64), np.asarray(sizes, dtype=np.int64))
         start = self.now
         self.now += seconds
+        self.prefill_s += seconds
         self.busy += busy
         self.energy_j += energy
         for rid, _ in chunks:
@@ -187,6 +191,8 @@ class Engine:
             k = min(k, int(np.searchsorted(self.now + cum, next_arrival, side="left")) + 1)
         start = self.now
         self.now += float(cum[k - 1])
+        self.decode_s += float(cum[k - 1])
+        self.decode_tokens += k * len(rids)
         self.busy += busy[:k].sum(axis=0)
         self.energy_j += float(energy[:k].sum())
         self.steps += k
@@ -230,6 +236,9 @@ class Engine:
         util = {name: float(b / makespan) for name, b in zip(self.pricer.resource_names, self.busy, strict=True)}
         metrics: dict[str, Any] = {
             "throughput_tokens_per_s": out_tokens / makespan,
+            "decode_throughput_tokens_per_s": self.decode_tokens / max(self.decode_s, 1e-12),
+            "prefill_s": self.prefill_s,
+            "decode_s": self.decode_s,
             "requests_per_s": float(done.sum()) / makespan,
             "ttft_s_p50": percentile(ttft[done], 50),
             "ttft_s_p99": percentile(ttft[done], 99),

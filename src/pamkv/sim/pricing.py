@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cache
+from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
@@ -92,7 +93,7 @@ class PricerOptions:
 class SystemPricer:
     """Implements the engine's ``Pricer`` protocol for one system and model."""
 
-    def __init__(self, model: ModelConfig, gpu: GpuModel, tiers: list[TierModel], opts: PricerOptions) -> None:
+    def __init__(self, model: ModelConfig, gpu: GpuModel, tiers: Sequence[TierModel], opts: PricerOptions) -> None:
         self.model, self.gpu, self.tiers, self.opts = model, gpu, tiers, opts
         self.resource_names = ["gpu", *[t.name for t in tiers]]
         self.token_bytes = kv_bytes_per_token_per_layer(model, opts.dtype)
