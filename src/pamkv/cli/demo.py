@@ -61,7 +61,32 @@ def demo(
     json_path: Annotated[str | None, typer.Option("--json", help=JSON_HELP)] = None,
 ) -> None:
     """The main job: PAM on real tensors, then PAM against every baseline on the paper's workloads."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from pamkv.report.demo import DemoPlan, headline_rows, run_all, runs_in, verdict, write_report
+
     console = Console()
-    result: dict[str, object] = {"functional": print_functional(seed, console)}
+    functional = print_functional(seed, console)
+    plan = DemoPlan.make(quick, seed)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=console, transient=True) as progress:
+        task = progress.add_task("simulating", total=runs_in(plan))
+        results = run_all(plan, lambda label: progress.update(task, advance=1, description=f"simulated {label}"))
+    rows = headline_rows(results.main)
+    table = Table(title=f"llama-3-70b on arxiv-sum, offline batch {plan.batch} (decode throughput, PAM = 1)")
+    for col in ("system", "decode tok/s", "TPOT p50 ms", "J/token", "tok/s/$k", "PAM x"):
+        table.add_column(col, justify="left" if col == "system" else "right")
+    for r in rows:
+        if r["oom"]:
+            table.add_row(r["system"], "OOM", "—", "—", "—", "—")
+            continue
+        table.add_row(r["system"], f"{r['decode_tokens_per_s']:,.0f}", f"{r['tpot_ms_p50']:.1f}",
+                      f"{r['energy_j_per_token']:.3f}", f"{r['tokens_per_s_per_kusd']:.2f}", f"{r['pam_speedup']:.2f}")
+    console.print(table)
+    for line in verdict(rows, results.sweep):
+        console.print("• " + line)
+    path = write_report(out, plan, results, functional)
+    console.print(f"report: {path}")
     if json_path:
-        write_json(result, json_path)
+        sweep = {f"{s}@{b}": r.metrics for (s, b), r in results.sweep.items()}
+        write_json({"functional": functional, "offline": {r["system"]: r for r in rows}, "sweep": sweep}, json_path)

@@ -103,7 +103,8 @@ def assemble(run: RunConfig) -> Assembly:
     policy = make_policy(system.placement, x, y, targets if system.placement != "balanced" else auto)
     kv = SimKV(plans, token_bytes, model.layers, run.block_tokens, policy, system.mapping,
                LocalityModel(wcfg.locality), ratio, min_selected=64,
-               frequency_blind=system.placement == "balanced", schedule=system.scheduling, seed=run.seed)
+               frequency_blind=system.placement == "balanced", schedule=system.scheduling, seed=run.seed,
+               window_steps=system.schedule_every)
     pricer = SystemPricer(model, gpu, tiers, PricerOptions(
         tp=system.tp, pp=system.pp, attention_on_gpu=system.attention == "gpu",
         pamattention=system.pamattention, dtype=run.dtype))

@@ -16,7 +16,6 @@ per-step runs agree):
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,7 +32,8 @@ from pamkv.kv import (
     TierSpec,
 )
 from pamkv.kv.migration import link_name
-from pamkv.workloads.locality.model import LocalitySource, LocalityStream
+from pamkv.workloads.locality import open_batch
+from pamkv.workloads.locality.model import LocalitySource
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,7 @@ class SimKV:
         frequency_blind: bool,
         schedule: bool,
         seed: int,
+        window_steps: int = 1,
     ) -> None:
         spec = StoreSpec(
             tiers=[TierSpec(name=t.name, devices=t.devices, capacity_bytes=t.capacity_bytes, layout=t.layout)
@@ -98,9 +99,11 @@ class SimKV:
         self.min_selected = min_selected
         self.frequency_blind = frequency_blind
         self.schedule = schedule
+        self.window_steps = window_steps
         self.capacity_tokens = int(self.store.capacity.sum()) * block_tokens
         self.rng = np.random.default_rng(seed)
-        self.streams: dict[int, LocalityStream] = {}
+        self.batch = open_batch(locality, self.rng, block_tokens=block_tokens) if locality is not None else None
+        self._in_batch: set[int] = set()
         self.held: dict[int, int] = {}
         self._last_shares: dict[int, np.ndarray] = {}
         self._moved = np.zeros(len(self.links))
@@ -133,45 +136,50 @@ class SimKV:
         if rid in self.held:
             self.store.free([rid])
             del self.held[rid]
-        self.streams.pop(rid, None)
+        if rid in self._in_batch and self.batch is not None:
+            self.batch.remove(rid)
+            self._in_batch.discard(rid)
         self._last_shares.pop(rid, None)
 
     # --- accesses ----------------------------------------------------------------------------------
-    def _budget_blocks(self, tokens: int) -> int:
+    def _budget_blocks(self, tokens: np.ndarray) -> np.ndarray:
+        """Blocks a step reads of requests holding ``tokens``: ceil(n / ratio) tokens, at least
+        ``min_selected`` (sinks and the recent window), at most all of them."""
         if self.ratio <= 1:
-            return math.ceil(tokens / self.block_tokens)
-        chosen = min(tokens, max(math.ceil(tokens / self.ratio), self.min_selected))
-        return max(1, math.ceil(chosen / self.block_tokens))
+            return -(-tokens // self.block_tokens)
+        chosen = np.minimum(tokens, np.maximum(np.ceil(tokens / self.ratio), self.min_selected))
+        return np.maximum(1, np.ceil(chosen / self.block_tokens)).astype(np.int64)
 
-    def _selection(self, rids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Selected (request, position, score) of one step per request, from its locality stream."""
-        reqs, pos, score = [], [], []
+    def _selection(self, rids: np.ndarray, steps: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Selected (request, first position of each selected block, block mass) of one step per request.
+
+        One entry per selected block: its first token carries the block's whole mass, so the store's
+        block importance (the sum over its tokens) and per-token density are the same as when the mass
+        is spread over the block's tokens, at 1/16 of the cost. All requests at once: the locality
+        batch steps every context in one call, and the per-request top-k is one segmented sort.
+        """
         bt = self.block_tokens
-        for r in rids.tolist():
-            n = self.held[r]
-            nblocks = -(-n // bt)
-            if self.locality is None or self.ratio <= 1:
-                blocks = np.arange(nblocks)
-                mass = np.full(nblocks, 1.0 / nblocks)
-            else:
-                stream = self.streams.get(r)
-                if stream is None:
-                    stream = self.locality.start(n, self.rng, block_tokens=bt)
-                    self.streams[r] = stream
-                mass = stream.step(n - stream.n_tokens)[0]
-                mass = mass[:nblocks]
-                k = min(nblocks, self._budget_blocks(n))
-                blocks = np.argpartition(-mass, k - 1)[:k] if k < nblocks else np.arange(nblocks)
-            # One entry per selected block: its first token carries the block's whole mass. The store's
-            # block importance (the sum over its tokens) and per-token density are the same as when
-            # the mass is spread over the block's tokens, at 1/16 of the cost.
-            reqs.append(np.full(blocks.size, r, dtype=np.int64))
-            pos.append(blocks * bt)
-            score.append(mass[blocks])
-        if not reqs:
-            z = np.zeros(0, dtype=np.int64)
-            return z, z, np.zeros(0)
-        return np.concatenate(reqs), np.concatenate(pos), np.concatenate(score)
+        n = np.fromiter((self.held[r] for r in rids.tolist()), dtype=np.int64, count=rids.size)
+        nblocks = -(-n // bt)
+        seg = np.repeat(np.arange(rids.size), nblocks)
+        offsets = np.concatenate(([0], np.cumsum(nblocks)))
+        if self.batch is None or self.ratio <= 1:
+            mass = 1.0 / nblocks[seg]
+            chosen = np.arange(seg.size)
+        else:
+            for r, tokens in zip(rids.tolist(), n.tolist(), strict=True):
+                if r not in self._in_batch:
+                    self.batch.add(r, tokens)
+                    self._in_batch.add(r)
+            grow = n - self.batch.tokens(rids)
+            if (grow > 0).any():
+                self.batch.append(rids[grow > 0], grow[grow > 0])
+            mass = self.batch.step(rids, steps=steps)[0][0]
+            order = np.lexsort((-mass, seg))  # by request, most mass first
+            rank = np.arange(seg.size) - offsets[seg[order]]
+            chosen = order[rank < self._budget_blocks(n)[seg[order]]]
+        owner = seg[chosen]
+        return rids[owner], (chosen - offsets[owner]) * bt, mass[chosen]
 
     def read_shares(self, rids: np.ndarray) -> np.ndarray:
         """Share of each request's selected tokens held by each tier, ``[len(rids), tiers]``.
@@ -213,7 +221,7 @@ class SimKV:
         """
         rids = np.asarray(sorted(self.held), dtype=np.int64)
         if rids.size:
-            reqs, pos, score = self._selection(rids)
+            reqs, pos, score = self._selection(rids, self.window_steps)
             if self.frequency_blind:
                 score = np.ones_like(score)
             self.store.observe(rids, reqs, pos, score)

@@ -18,9 +18,9 @@ Aggregation, stated once (docs/sim.md):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
-from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np

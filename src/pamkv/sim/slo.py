@@ -1,8 +1,9 @@
 """Online mode's headline figure: the peak throughput within a TPOT SLO, by search over batch size.
 
 The paper reports, per SLO (100/150/200 ms per output token), the largest throughput a system
-sustains while meeting it. We search the decode batch size: each probe serves ``batch`` requests of
-the workload together (all queued at once), and a probe meets the SLO when its median TPOT does. The
+sustains while meeting it. We search the decode batch size: each probe serves two batches' worth of
+the workload's requests (all queued at once, the batch kept full), and a probe meets the SLO when its
+median TPOT does. The
 result is the probe with the largest batch that meets it (throughput grows with batch), found by
 doubling then bisection.
 """
@@ -18,7 +19,10 @@ MAX_BATCH = 4096
 def _probe(run: RunConfig, batch: int) -> Result:
     from pamkv.sim import run_once
 
-    return run_once(run.model_copy(update={"batch": batch, "slo_tpot_ms": None}))
+    # Two batches' worth of requests per probe (at most the run's own count): enough for the batch to
+    # run full, and small probes stay cheap.
+    requests = 2 * batch if run.requests is None else min(run.requests, 2 * batch)
+    return run_once(run.model_copy(update={"batch": batch, "requests": max(requests, batch), "slo_tpot_ms": None}))
 
 
 def _meets(result: Result, slo_s: float) -> bool:
