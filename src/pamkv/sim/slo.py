@@ -13,7 +13,8 @@ from __future__ import annotations
 from pamkv.config.runs import RunConfig
 from pamkv.sim.result import Result
 
-MAX_BATCH = 4096
+MAX_BATCH = 1024
+"""Largest batch searched when the run gives no request count (else the count caps the batch)."""
 
 
 def _probe(run: RunConfig, batch: int) -> Result:
@@ -21,8 +22,8 @@ def _probe(run: RunConfig, batch: int) -> Result:
 
     # Two batches' worth of requests per probe (at most the run's own count): enough for the batch to
     # run full, and small probes stay cheap.
-    requests = 2 * batch if run.requests is None else min(run.requests, 2 * batch)
-    return run_once(run.model_copy(update={"batch": batch, "requests": max(requests, batch), "slo_tpot_ms": None}))
+    cap = run.requests or MAX_BATCH
+    return run_once(run.model_copy(update={"batch": batch, "requests": min(cap, 2 * batch), "slo_tpot_ms": None}))
 
 
 def _meets(result: Result, slo_s: float) -> bool:
@@ -39,12 +40,15 @@ def search_slo(run: RunConfig) -> Result:
     batch = 1
     hi = None
     probes = 0
-    while batch <= MAX_BATCH:
+    cap = run.requests or MAX_BATCH
+    while batch <= cap:
         result = _probe(run, batch)
         probes += 1
         if _meets(result, slo_s):
             lo, best = batch, result
-            batch *= 2
+            if batch == cap:
+                break
+            batch = min(2 * batch, cap)
         else:
             hi = batch
             break
