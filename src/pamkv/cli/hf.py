@@ -46,6 +46,8 @@ def run_model_cmd(
     prompt: Annotated[str | None, typer.Option("--prompt", help="The prompt text.")] = None,
     prompt_file: Annotated[str | None, typer.Option("--prompt-file", help="Read the prompt from this file.")] = None,
     chat: Annotated[bool, typer.Option("--chat", help="Wrap the prompt in the tokenizer's chat template.")] = False,
+    max_prompt_tokens: Annotated[int | None, typer.Option(
+        "--max-prompt-tokens", min=1, help="Keep only the first N tokens of the encoded prompt.")] = None,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="Tokens to generate.")] = 32,
     sparse: Annotated[str, typer.Option(
         "--sparse", help="Selection per decode step: none (dense), double-sparsity, oracle-topk.")] = "none",
@@ -102,6 +104,10 @@ def run_model_cmd(
     model_path = resolve_model_path(path, model_package)
     loaded = load_model(model_path, dtype=dtype)
     ids = encode_prompt(loaded.tokenizer, text, chat)
+    if max_prompt_tokens is not None:
+        ids = ids[:, :max_prompt_tokens]
+    if record_prompt_from is not None and record_prompt_from >= ids.shape[1]:
+        raise UserError(f"--record-prompt-from {record_prompt_from}: the prompt has only {ids.shape[1]} tokens")
     recorder = None
     if record is not None:
         info = loaded.describe()

@@ -26,6 +26,7 @@ head stream and averages them over streams, exactly as
 
 from __future__ import annotations
 
+import math
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ from typing import Literal
 import numpy as np
 
 from pamkv.errors import UserError
-from pamkv.workloads.locality.metrics import FigureAccumulator, combine
+from pamkv.workloads.locality.metrics import FIGURE_NAMES, FigureAccumulator, combine
 from pamkv.workloads.locality.replay import (
     FORMAT,
     VERSION,
@@ -199,6 +200,14 @@ def measure_trace(trace: LocalityTrace, layers: tuple[int | None, int | None] = 
     out["records"] = float(records)
     out["layers_used"] = float(len(used))
     return out
+
+
+def fit_targets(figures: dict[str, float]) -> dict[str, float]:
+    """The locality figures of ``figures`` that ``pamkv.workloads.locality.fit_locality`` can fit to.
+
+    Drops run facts (steps, streams, context) and figures a recording did not have (NaN).
+    """
+    return {k: float(figures[k]) for k in FIGURE_NAMES if k in figures and math.isfinite(figures[k])}
 
 
 def measure_recording(path: str | Path, layers: tuple[int | None, int | None] = (None, None)) -> dict[str, object]:

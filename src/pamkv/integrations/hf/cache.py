@@ -97,7 +97,7 @@ def make_policy(cfg: PamHFConfig, capacities: list[int]) -> PlacementPolicy:
         x = targets[0]
         y = targets[1] if len(targets) > 1 else 1.0
         return PamPolicy(x=x, y=y, targets=targets if len(targets) != 3 else None,
-                         hot_new_blocks=cfg.hot_new_blocks, max_swaps=cfg.max_swaps)
+                         hot_new_blocks=cfg.hot_new_blocks, max_swaps=cfg.max_swaps, margin=cfg.margin)
     if cfg.placement == "layered":
         return LayeredPolicy()
     if cfg.placement == "static":

@@ -94,6 +94,11 @@ class PamHFConfig(BaseModel):
     )
     hot_new_blocks: int = Field(default=4, ge=0, description="Newest blocks of a request that enter the top tier.")
     max_swaps: int | None = Field(default=None, ge=0, description="Scheduler swaps per step (none = unbounded).")
+    margin: float = Field(
+        default=0.0, ge=0,
+        description="Scheduler hysteresis: a swap needs the lower block's per-token importance to exceed the "
+        "upper one's by more than this (0 = the paper's rule).",
+    )
     lam: float = Field(default=0.6, gt=0, le=1, description="Importance EMA weight (PAPER.md §6.3: 0.6).")
     window: int = Field(default=10, ge=1, description="Decode steps of bank-group activity (PAPER.md §6.1: 10).")
     mapping: Literal["activity", "round-robin", "sequential"] = Field(

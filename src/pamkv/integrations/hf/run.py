@@ -173,7 +173,8 @@ def run_model(
     report: dict[str, Any] = {
         "prompt_tokens": int(input_ids.shape[1]),
         "new_tokens": int(pam.tokens.shape[1]),
-        "selection": {"method": opts.selection.method, "ratio": opts.selection.ratio,
+        "selection": {"method": opts.selection.method,
+                      "ratio": opts.selection.ratio if opts.selection.method != "dense" else None,
                       "budget": opts.selection.budget},
         "sampling": {"temperature": temperature, "seed": seed},
         "agreement": agreement(ref, pam) if ref is not None else None,
