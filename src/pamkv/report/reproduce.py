@@ -144,10 +144,20 @@ def run_point(run: RunConfig) -> dict[str, Any]:
     from pamkv.sim.build import assemble, describe
 
     wall0 = time.perf_counter()
-    a = assemble(run)
-    if a.oom:
+    try:
+        a = assemble(run)
+    except UserError as exc:
+        # A request that can never fit in the system's KV memory: out of memory, as the paper reports it.
+        if "can never fit" not in str(exc):
+            raise
+        a, never_fits = None, str(exc)
+    if a is None or a.oom:
         metrics = oom_metrics()
-        metrics.update(describe(a))
+        if a is None:
+            metrics.update(system=Path(run.system).stem, model=run.model, workload=run.workload, batch=run.batch,
+                           oom=True, error=never_fits)
+        else:
+            metrics.update(describe(a))
         metrics.update(attention_s=math.nan, attention_s_per_token=math.nan, kv_energy_j=math.nan,
                        kv_energy_j_per_token=math.nan, prefill_energy_j=math.nan, decode_throughput_tokens_per_s=0.0)
         metrics["sim_wall_s"] = time.perf_counter() - wall0
@@ -747,7 +757,7 @@ def plot(fig: FigureResult) -> Any:
     ax2.legend(fontsize=8, loc="lower right")
     ax2.set_title("ours beside the paper", fontsize=10)
     f.suptitle(f"{fig.name}: {fig.title}", fontsize=11)
-    f.tight_layout()
+    f.subplots_adjust(wspace=0.9, bottom=0.3)
     return f
 
 
