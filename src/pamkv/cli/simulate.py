@@ -41,7 +41,9 @@ def run_config(config: Path | None, **overrides: Any) -> RunConfig:
 
 @app.command()
 def simulate(
-    config: Annotated[Path | None, typer.Option("--config", help="RUN.yaml with the same fields; flags override.")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="RUN.yaml with the same fields; flags override.")
+    ] = None,
     system: SystemOpt = None,
     model: ModelOpt = None,
     workload: WorkloadOpt = None,
@@ -52,7 +54,9 @@ def simulate(
     seed: SeedOpt = None,
     json_path: JsonOpt = None,
     requests_csv: Annotated[Path | None, typer.Option("--requests-csv", help="Write per-request CSV here.")] = None,
-    timeline: Annotated[Path | None, typer.Option("--timeline", help="Write the iteration timeline (.csv/.parquet).")] = None,
+    timeline: Annotated[
+        Path | None, typer.Option("--timeline", help="Write the iteration timeline (.csv/.parquet).")
+    ] = None,
     chrome_trace: Annotated[Path | None, typer.Option("--chrome-trace", help="Write a Chrome trace JSON here.")] = None,
 ) -> None:
     """Simulate one system serving one workload; print the metrics and write them as JSON."""
@@ -123,7 +127,7 @@ def print_table(results: dict[str, dict[str, Any]], title: str) -> None:
         table.add_column(name, justify="left" if name == "system" else "right")
     for system, m in results.items():
         cells = [system]
-        for name, spec in cols[1:]:
+        for _name, spec in cols[1:]:
             if spec is None:
                 cells.append("OOM" if m.get("oom") else "")
             else:

@@ -101,7 +101,8 @@ def run_functional_demo(cfg: FunctionalConfig | None = None) -> FunctionalReport
     for r in range(cfg.requests):
         store.append(r, cfg.prompt)
         for layer in range(cfg.layers):
-            store.write_kv(r, np.arange(cfg.prompt), layer, k_all[r, layer, : cfg.prompt], v_all[r, layer, : cfg.prompt])
+            prompt = slice(0, cfg.prompt)
+            store.write_kv(r, np.arange(cfg.prompt), layer, k_all[r, layer, prompt], v_all[r, layer, prompt])
     labels = [
         [calibrate_labels(_queries(topic[r, layer], heads, rng, 16), k_all[r, layer, : cfg.prompt]) for layer in
          range(cfg.layers)]

@@ -43,10 +43,7 @@ def run_once(run: RunConfig) -> Result:
 
     wall0 = time.perf_counter()
     a = assemble(run)
-    if a.oom:
-        result = Result(metrics=oom_metrics())
-    else:
-        result = a.engine.run()
+    result = Result(metrics=oom_metrics()) if a.oom else a.engine.run()
     m = result.metrics
     m.update(describe(a))
     throughput = m.get("throughput_tokens_per_s") or 0.0

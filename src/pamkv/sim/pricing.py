@@ -210,7 +210,8 @@ class SystemPricer:
         gpu_s, gpu_flops, gpu_bytes = self._gpu_layer(tokens)
         attn_flops = sum(attention_op(model, c, ctx - c + (c + 1) / 2, o.tp, o.dtype).flops
                          for c, ctx in zip(chunks, contexts, strict=True))
-        attn_bytes = sum(attention_op(model, c, ctx, o.tp, o.dtype).bytes for c, ctx in zip(chunks, contexts, strict=True))
+        attn_bytes = sum(attention_op(model, c, ctx, o.tp, o.dtype).bytes
+                         for c, ctx in zip(chunks, contexts, strict=True))
         attn_s = float(self.gpu.attention_seconds(np.array([attn_flops]), np.array([attn_bytes]))[0])
         head_s, head_flops, head_bytes = self._lm_head(len(chunks))
         layer_s = gpu_s + attn_s
