@@ -18,6 +18,8 @@ for how a slot's tokens spread over the unit's banks.
 
 from __future__ import annotations
 
+import heapq
+
 import numpy as np
 
 from pamkv.hardware.layout import UnitLoad
@@ -26,21 +28,28 @@ from pamkv.kv.geometry import DeviceGeometry
 
 
 class ActivityWindow:
-    """Per-unit counts of tokens read over the last ``window`` steps (a ring buffer of steps)."""
+    """Per-unit counts of tokens read over the last ``window`` steps (a ring buffer of steps).
+
+    The window's per-unit totals are kept up to date as steps are recorded (exact integer updates),
+    so reading them costs no sum over the window.
+    """
 
     def __init__(self, units: int, window: int) -> None:
         self.counts = np.zeros((window, units), dtype=np.int64)
         self.step = 0
+        self._totals = np.zeros(units, dtype=np.int64)
 
     def record(self, units: np.ndarray) -> None:
         """Add one step: ``units`` lists the (global) unit of every token read this step."""
         row = self.step % self.counts.shape[0]
-        self.counts[row] = np.bincount(units, minlength=self.counts.shape[1])[: self.counts.shape[1]]
+        new = np.bincount(units, minlength=self.counts.shape[1])[: self.counts.shape[1]]
+        self._totals += new - self.counts[row]
+        self.counts[row] = new
         self.step += 1
 
-    def totals(self) -> np.ndarray:
-        """Tokens read per unit over the window, int64 ``[units]``."""
-        return self.counts.sum(axis=0)
+    def totals(self, lo: int = 0, hi: int | None = None) -> np.ndarray:
+        """Tokens read per unit over the window, int64 ``[units]`` (a copy; units ``lo..hi-1`` if given)."""
+        return self._totals[lo:hi].copy()
 
 
 def waterfill(n: int, base: np.ndarray, free: np.ndarray, delta: int, tie: np.ndarray) -> np.ndarray:
@@ -48,22 +57,104 @@ def waterfill(n: int, base: np.ndarray, free: np.ndarray, delta: int, tie: np.nd
 
     ``base[u]``: starting level (integer); ``free[u]``: items unit ``u`` can still take; ``tie[u]``:
     secondary key (then unit index). Returns the unit of each item in greedy order, int64 ``[n]``.
-    Equivalent to popping the lowest ``(level, tie, unit)`` ``n`` times, found by bisection on the
-    final level instead (vectorised, O(units * log(n * delta))).
+    Equivalent to popping the lowest ``(level, tie, unit)`` ``n`` times (done so with a heap for a few
+    items), found by bisection on the final level for many (vectorised). Only the ``n`` lowest units by
+    ``(base, tie, unit)`` can receive an item (a unit gets its first item only after every lower one
+    has one), so a few items among many units cost O(units) to pick those candidates plus O(n log n).
     """
     base = np.asarray(base, dtype=np.int64)
     free = np.asarray(free, dtype=np.int64)
+    tie = np.asarray(tie)
     if n <= 0:
         return np.zeros(0, dtype=np.int64)
     if n > int(free.sum()):
         raise CapacityError(f"{n} blocks do not fit in {int(free.sum())} free slots")
     delta = max(1, int(delta))
     live = free > 0
+    nlive = int(np.count_nonzero(live))
+    if 4 * n < nlive:
+        if nlive == free.size:
+            sub = _lowest(n, base, tie)
+        else:
+            units = np.flatnonzero(live)
+            sub = units[_lowest(n, base[units], tie[units])]
+        return sub[_greedy(n, base[sub], free[sub], delta, tie[sub])]
+    return _greedy(n, base, free, delta, tie)
+
+
+_HEAP_ITEMS = 64  # up to this many items a heap beats the vectorised bisection (per-call overhead)
+
+
+def _kth(values: np.ndarray, k: int) -> int | float:
+    """The ``k``-th smallest (0-based) of ``values`` (partition is slow on many equal values: try the
+    few smallest distinct values first, then count integers)."""
+    lo = values.min()
+    seen = int(np.count_nonzero(values == lo))
+    for _ in range(3):
+        if seen > k:
+            return lo.item()
+        lo = values[values > lo].min()
+        seen += int(np.count_nonzero(values == lo))
+    if seen > k:
+        return lo.item()
+    lo = values.min()
+    if np.issubdtype(values.dtype, np.integer):
+        hi = int(values.max())
+        if hi - int(lo) <= 4 * values.size + 1024:
+            return int(lo) + int(np.searchsorted(np.cumsum(np.bincount(values - lo)), k + 1))
+    return np.partition(values, k)[k].item()
+
+
+def _lowest(n: int, base: np.ndarray, tie: np.ndarray) -> np.ndarray:
+    """Indices of the ``n`` entries with the smallest ``(base, tie, index)``, ascending, in O(entries).
+
+    All of them have ``base`` at most the ``n``-th smallest base ``kb``: those below ``kb`` are taken,
+    the rest are the lowest ``(tie, index)`` among those at ``kb`` (often most units: no reads yet).
+    """
+    kb = _kth(base, n - 1)
+    below = base < kb
+    need = n - int(np.count_nonzero(below))
+    at = base == kb
+    if int(np.count_nonzero(at)) <= 8 * need + 64 or not np.issubdtype(tie.dtype, np.integer):
+        cand = np.flatnonzero(at)
+        level = cand[np.lexsort((cand, tie[cand]))[:need]]
+    else:
+        t = np.where(at, tie, int(tie.max()) + 1)  # ties outside the level rank last
+        kt = _kth(t, need - 1)
+        below |= t < kt
+        level = np.flatnonzero(t == kt)[: n - int(np.count_nonzero(below))]  # ascending index
+    return np.sort(np.concatenate((np.flatnonzero(below), level)))
+
+
+def _greedy(n: int, base: np.ndarray, free: np.ndarray, delta: int, tie: np.ndarray) -> np.ndarray:
+    """:func:`waterfill` over all given units (inputs already checked): a heap for few items, else bisection."""
+    if n > _HEAP_ITEMS:
+        return _bisect(n, base, free, delta, tie)
+    left = free.tolist()
+    heap = [(b, t, u) for u, (b, t, f) in enumerate(zip(base.tolist(), tie.tolist(), left, strict=True)) if f > 0]
+    heapq.heapify(heap)
+    out = []
+    for _ in range(n):
+        level, t, u = heap[0]
+        out.append(u)
+        left[u] -= 1
+        if left[u]:
+            heapq.heapreplace(heap, (level + delta, t, u))
+        else:
+            heapq.heappop(heap)
+    return np.array(out, dtype=np.int64)
+
+
+def _bisect(n: int, base: np.ndarray, free: np.ndarray, delta: int, tie: np.ndarray) -> np.ndarray:
+    """:func:`waterfill` by bisection on the final level."""
+    live = free > 0
 
     def below(level: int) -> np.ndarray:  # items each unit places at levels < level
-        return np.clip((level - 1 - base) // delta + 1, 0, free)
+        return np.minimum(np.maximum((level - 1 - base) // delta + 1, 0), free)
 
-    lo, hi = int(base[live].min()), int(base[live].max()) + delta * n
+    # at level hi + 1 every unit takes all it can: hi = max(base + delta * (free - 1)) bounds the answer
+    lo = int(base[live].min())
+    hi = min(int(base[live].max()) + delta * n, int((base[live] + delta * (free[live] - 1)).max()))
     while lo < hi:  # smallest level L with sum(below(L + 1)) >= n
         mid = (lo + hi) // 2
         if int(below(mid + 1).sum()) >= n:

@@ -21,6 +21,7 @@ its own arrays. Policies:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -105,23 +106,29 @@ def fill_top_down(view: PolicyView, count: int) -> Placement:
     return Placement(np.repeat(np.arange(free.size), take), *_no_moves())
 
 
-def cascade(view: PolicyView, key: np.ndarray, new_key: np.ndarray, new_birth: np.ndarray) -> Placement:
+def cascade(view: PolicyView, key: np.ndarray | Callable[[], np.ndarray], new_key: np.ndarray,
+            new_birth: np.ndarray) -> Placement:
     """New blocks enter the top tier; every tier keeps its highest-``key`` blocks and passes the rest down.
 
     At each tier, if the incoming blocks do not fit in its free room, the lowest-keyed of (its blocks
     and the incoming ones) drop to the next tier — incoming ones first on equal keys (a move avoided),
-    then the older. Only as many blocks move as are needed. ``key``: per existing block; ``new_key``,
-    ``new_birth``: per new block.
+    then the older. Only as many blocks move as are needed. ``key``: per existing block (or a function
+    returning it, called only when some tier is full); ``new_key``, ``new_birth``: per new block.
+    Costs O(1) when the new blocks fit in the top tier's free room, else O(blocks) (a selection, no sort).
     """
+    new_key = np.asarray(new_key, dtype=np.float64)
     count = new_key.size
     free = view.free
     if count > int(free.sum()):
         raise CapacityError(f"{count} new blocks do not fit: {int(free.sum())} free in the whole store")
+    if count <= free[0]:
+        return Placement(np.zeros(count, dtype=np.int64), *_no_moves())
+    key = key() if callable(key) else key
     new_tier = np.full(count, -1, dtype=np.int64)
     moved_to = view.tier.copy()
     # incoming: ref >= 0 is an existing block (view index), ref < 0 the new block -ref-1
     inc_ref = -np.arange(count, dtype=np.int64) - 1
-    inc_key = np.asarray(new_key, dtype=np.float64)
+    inc_key = new_key
     inc_birth = np.asarray(new_birth, dtype=np.int64)
     for t in range(free.size):
         if inc_ref.size <= free[t]:
@@ -133,12 +140,45 @@ def cascade(view: PolicyView, key: np.ndarray, new_key: np.ndarray, new_birth: n
         k = np.concatenate((key[here], inc_key))
         birth = np.concatenate((view.birth[here], inc_birth))
         resident = np.concatenate((np.ones(here.size, np.int64), np.zeros(inc_ref.size, np.int64)))
-        order = np.lexsort((birth, resident, k))
-        leave, stay = order[:over], order[over:]
-        _land(ref[stay][resident[stay] == 0], t, new_tier, moved_to)
+        leave = _smallest(over, k, resident, birth)
+        stay = ~leave
+        _land(ref[stay & (resident == 0)], t, new_tier, moved_to)
         inc_ref, inc_key, inc_birth = ref[leave], k[leave], birth[leave]
     moved = np.flatnonzero(moved_to != view.tier)
     return Placement(new_tier, moved, moved_to[moved])
+
+
+def _smallest(m: int, key: np.ndarray, resident: np.ndarray, birth: np.ndarray) -> np.ndarray:
+    """Mask of the first ``m`` entries of ``np.lexsort((birth, resident, key))``, found by selection.
+
+    O(entries) instead of a sort: the ``m``-th key by partition, then the entries tied with it ordered
+    by ``(resident, birth, position)`` through one exact int64 key (a stable sort when that overflows).
+    """
+    mask = np.zeros(key.size, dtype=bool)
+    if m <= 0:
+        return mask
+    if m >= key.size:
+        mask[:] = True
+        return mask
+    kth = np.partition(key, m - 1)[m - 1]
+    if np.isnan(kth):
+        mask[np.lexsort((birth, resident, key))[:m]] = True
+        return mask
+    mask[key < kth] = True
+    tie = np.flatnonzero(key == kth)
+    need = m - int(np.count_nonzero(mask))
+    if need >= tie.size:
+        mask[tie] = True
+        return mask
+    r, b = resident[tie], birth[tie]
+    r0, b0 = int(r.min()), int(b.min())
+    rspan, bspan = int(r.max()) - r0 + 1, int(b.max()) - b0 + 1
+    if rspan * bspan * tie.size < 2**62:
+        order = ((r - r0) * bspan + (b - b0)) * tie.size + np.arange(tie.size)
+        mask[tie[np.argpartition(order, need - 1)[:need]]] = True
+    else:
+        mask[tie[np.lexsort((b, r))[:need]]] = True
+    return mask
 
 
 def _land(ref: np.ndarray, tier: int, new_tier: np.ndarray, moved_to: np.ndarray) -> None:
@@ -192,7 +232,7 @@ class PamPolicy:
     def place(self, view: PolicyView, new: NewBlocks) -> Placement:
         """Hot new blocks (sink, recent window) displace the least important blocks downward."""
         hot = (new.logical == 0) | (new.tail - new.logical < self.hot_new_blocks)
-        return cascade(view, _density(view), np.where(hot, math.inf, 0.0), new.birth)
+        return cascade(view, lambda: _density(view), np.where(hot, math.inf, 0.0), new.birth)
 
     def plan(self, view: PolicyView) -> tuple[np.ndarray, np.ndarray]:
         """Algorithm 2 with promotions into free room (see :func:`pamkv.scheduling.online_kv.schedule_kv`)."""
@@ -258,7 +298,7 @@ class RecentWindowPolicy:
 
     def place(self, view: PolicyView, new: NewBlocks) -> Placement:
         """New blocks displace the blocks farthest from their request's end."""
-        return cascade(view, (view.logical - view.tail).astype(np.float64),
+        return cascade(view, lambda: (view.logical - view.tail).astype(np.float64),
                        (new.logical - new.tail).astype(np.float64), new.birth)
 
     def plan(self, view: PolicyView) -> tuple[np.ndarray, np.ndarray]:

@@ -15,11 +15,17 @@ block, never one Python object per token):
 
 Every refused operation (a full store, an impossible plan) raises a :class:`~pamkv.kv.errors.KVStoreError`
 and leaves the store unchanged. ``check()`` verifies every invariant.
+
+Costs (the simulator calls the store with ~10^5 live blocks): each block's importance (the sum over its
+tokens) is kept up to date by the operations that change it, never summed again for a query; a policy
+sees a view whose per-block arrays are gathered only when it reads them; appending a few blocks costs
+O(new blocks + units of a tier) for placement and mapping (free block ids, free slots and activity
+totals are kept, not searched for). The results are exactly those of recomputing everything.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,11 +95,53 @@ def _present(values: np.ndarray) -> list[int]:
     return np.flatnonzero(np.bincount(values)).tolist() if values.size else []
 
 
+def _merge_sorted(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The union of two ascending arrays of distinct values (none in both), ascending, in O(len(a) + len(b))."""
+    if b.size == 0:
+        return a
+    if a.size == 0:
+        return b.copy()
+    if a[-1] < b[0]:
+        return np.concatenate((a, b))
+    out = np.empty(a.size + b.size, dtype=a.dtype)
+    at = np.searchsorted(a, b) + np.arange(b.size)
+    rest = np.ones(out.size, dtype=bool)
+    rest[at] = False
+    out[at] = b
+    out[rest] = a
+    return out
+
+
 def _ranges(starts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(owner index, value) pairs for the concatenated ranges ``starts[i] .. starts[i]+counts[i]-1``."""
     owner = np.repeat(np.arange(counts.size), counts)
     first = np.cumsum(counts) - counts
     return owner, np.repeat(starts, counts) + (np.arange(int(counts.sum())) - np.repeat(first, counts))
+
+
+_VIEW_FIELDS = frozenset(("tier", "importance", "tokens", "birth", "logical", "tail"))
+
+
+class _DeferredView(PolicyView):
+    """A :class:`PolicyView` whose per-block arrays are gathered from the store when first read.
+
+    A policy that only needs ``capacity``/``used`` (new blocks that fit in free room) then costs
+    O(tiers), not O(blocks). The store builds one inside a call and drops it before changing anything.
+    """
+
+    _load: Callable[[str], np.ndarray]
+
+    def __init__(self, load: Callable[[str], np.ndarray], capacity: np.ndarray, used: np.ndarray) -> None:
+        object.__setattr__(self, "_load", load)
+        object.__setattr__(self, "capacity", capacity)
+        object.__setattr__(self, "used", used)
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        if name not in _VIEW_FIELDS:
+            raise AttributeError(name)
+        value = self._load(name)
+        object.__setattr__(self, name, value)
+        return value
 
 
 class TieredKVStore:
@@ -129,13 +177,21 @@ class TieredKVStore:
         ).astype(_I64)
         self.unit_used = np.zeros_like(self.unit_cap)
         self._unit_hw = np.zeros_like(self.unit_cap)  # 1 + highest slot ever used: free slots lie below it or after
-        self._owner: list[np.ndarray] = []
-        for t in self.dev_tier.tolist():
-            g = self.geometry[t]
-            own = np.full((g.layout.units, g.max_unit_slots), -1, dtype=_I64)
-            own[np.arange(g.max_unit_slots)[None, :] >= g.unit_slots[:, None]] = -2  # not a slot
+        self._unit_lo = np.zeros_like(self.unit_cap)  # every slot below it is taken
+        # the block in each slot (-1 free, -2 not a slot): one flat array, unit u's slots from _unit_base[u]
+        width = np.array([self.geometry[t].max_unit_slots for t in self.dev_tier.tolist()], dtype=_I64)
+        self._unit_width = np.repeat(width, dev_units)
+        self._unit_base = np.concatenate(([0], np.cumsum(self._unit_width)[:-1])).astype(_I64)
+        self._own = np.full(int(self._unit_width.sum()), -1, dtype=_I64)
+        self._owner: list[np.ndarray] = []  # per device: a [units, slots] view of self._own
+        for g, t in enumerate(self.dev_tier.tolist()):
+            geo = self.geometry[t]
+            start = int(self._unit_base[self.unit_off[g]])
+            own = self._own[start: start + geo.layout.units * geo.max_unit_slots].reshape(geo.layout.units, -1)
+            own[np.arange(geo.max_unit_slots)[None, :] >= geo.unit_slots[:, None]] = -2
             self._owner.append(own)
         self.activity = ActivityWindow(int(self.unit_off[-1]), spec.window)
+        self._tier_banks = np.array([g.layout.banks_per_unit for g in self.geometry], dtype=_I64)
         self._rr = [0] * ntiers
 
         self.used = np.zeros(ntiers, dtype=_I64)
@@ -147,11 +203,16 @@ class TieredKVStore:
 
         self._bcap = 0
         self._b: dict[str, np.ndarray] = {}
-        self._imp = np.zeros((0, self.block_tokens))
+        self._imp = np.zeros((0, self.block_tokens))  # per token
+        self._bimp = np.zeros(0)  # per block: exactly self._imp[block].sum(), kept up to date
+        self._live_ids = np.zeros(0, dtype=_I64)  # block ids in use, ascending
+        self._free_lo = 0  # every block id below it is in use
         self._k: np.ndarray | None = None
         self._v: np.ndarray | None = None
         self._rslot: dict[int, int] = {}
         self._index: tuple[np.ndarray, np.ndarray] | None = None  # sorted ids -> rows, rebuilt lazily
+        self._by_id: np.ndarray | None = np.zeros(0, dtype=_I64)  # row of each request id (-1: none) while
+        # the ids are small non-negative integers (None: use the sorted index)
         self._rcap = 0
         self._r_id = np.zeros(0, dtype=_I64)
         self._r_len = np.zeros(0, dtype=_I64)
@@ -162,7 +223,10 @@ class TieredKVStore:
 
     # --- sizes and growth --------------------------------------------------------------------------
 
-    _BLOCK_FIELDS = ("rslot", "logical", "fill", "tier", "dev", "unit", "slot", "bank", "row", "col", "birth")
+    # nz: tokens of the block whose importance may be non-zero (an upper bound); nzoff: the offset of
+    # that token when nz == 1 — then the block's importance is that one token's, decayed in place.
+    _BLOCK_FIELDS = ("rslot", "logical", "fill", "tier", "dev", "unit", "slot", "bank", "row", "col", "birth",
+                     "nz", "nzoff")
 
     def _grow_blocks(self, need: int) -> None:
         if need <= self._bcap:
@@ -177,6 +241,9 @@ class TieredKVStore:
         imp = np.zeros((cap, self.block_tokens))
         imp[:old] = self._imp
         self._imp = imp
+        bimp = np.zeros(cap)
+        bimp[:old] = self._bimp
+        self._bimp = bimp
         p = self.spec.payload
         if p is not None:
             shape = (self.spec.layers, cap, self.block_tokens, p.kv_heads, p.head_dim)
@@ -223,7 +290,8 @@ class TieredKVStore:
     def blocks_needed(self, requests: Sequence[int] | np.ndarray, counts: Sequence[int] | np.ndarray) -> int:
         """New blocks that appending ``counts`` tokens to ``requests`` would allocate."""
         reqs, cnt = self._batch(requests, counts)
-        cur = np.array([self.length(r) for r in reqs.tolist()], dtype=_I64)
+        rows = self._rows_of(reqs)
+        cur = np.where(rows >= 0, self._r_len[np.maximum(rows, 0)], 0)
         bt = self.block_tokens
         return int((_ceil_div(cur + cnt, bt) - _ceil_div(cur, bt)).sum())
 
@@ -234,10 +302,28 @@ class TieredKVStore:
             raise KVStoreError(f"unknown request {request}") from None
 
     def _live(self) -> np.ndarray:
-        return np.flatnonzero(self._b["rslot"][: self._bcap] >= 0)
+        """Block ids in use, ascending (kept up to date by allocation and freeing; do not modify)."""
+        return self._live_ids
 
-    def _block_importance(self, blocks: np.ndarray) -> np.ndarray:
-        return self._imp[blocks].sum(axis=1)
+    def _dense(self) -> int | None:
+        """The live block count when the live ids are exactly ``0..count-1`` (no freed gaps), else ``None``."""
+        n = self._live_ids.size
+        return n if n == 0 or self._live_ids[-1] == n - 1 else None
+
+    def _view_field(self, name: str, blocks_per_request: np.ndarray | Callable[[], np.ndarray],
+                    copy: bool) -> np.ndarray:
+        """One per-block array of the view: a read-only slice when the live ids have no gaps, else a gather."""
+        n = self._dense()
+        sel = slice(0, n) if n is not None else self._live()
+        b = self._b
+        if name == "tail":
+            nb = blocks_per_request() if callable(blocks_per_request) else blocks_per_request
+            return nb[b["rslot"][sel]] - 1
+        arr = self._bimp[sel] if name == "importance" else b["fill" if name == "tokens" else name][sel]
+        if n is None or copy:
+            return arr.copy() if n is not None else arr
+        arr.flags.writeable = False
+        return arr
 
     def view(self, blocks_per_request: np.ndarray | None = None) -> tuple[PolicyView, np.ndarray]:
         """What a policy sees (the live blocks as arrays) and the block id of each view index.
@@ -245,15 +331,15 @@ class TieredKVStore:
         ``blocks_per_request`` (per block-table row) overrides the request lengths used for ``tail``
         — during an append, the lengths after it.
         """
-        live = self._live()
-        b = self._b
-        rs = b["rslot"][live]
+        live = self._live().copy()
         nb = self._r_nb if blocks_per_request is None else blocks_per_request
-        return PolicyView(
-            tier=b["tier"][live], importance=self._block_importance(live), tokens=b["fill"][live],
-            birth=b["birth"][live], logical=b["logical"][live], tail=nb[rs] - 1,
-            capacity=self.capacity.copy(), used=self.used.copy(),
-        ), live
+        fields = {name: self._view_field(name, nb, copy=True) for name in sorted(_VIEW_FIELDS)}
+        return PolicyView(capacity=self.capacity.copy(), used=self.used.copy(), **fields), live
+
+    def _deferred_view(self, blocks_per_request: np.ndarray | Callable[[], np.ndarray]) -> PolicyView:
+        """:meth:`view` with its per-block arrays gathered on first use (valid until the store changes)."""
+        return _DeferredView(lambda name: self._view_field(name, blocks_per_request, copy=False),
+                             self.capacity.copy(), self.used.copy())
 
     def locate(self, requests: np.ndarray | Sequence[int] | int,
                positions: np.ndarray | Sequence[int]) -> TokenLocation:
@@ -268,21 +354,48 @@ class TieredKVStore:
         b = self._b
         dev = b["dev"][blk]
         slot = b["slot"][blk]
-        bank = (slot + off) % np.array([g.layout.banks_per_unit for g in self.geometry])[b["tier"][blk]]
+        bank = (slot + off) % self._tier_banks[b["tier"][blk]]
         return TokenLocation(blk, off, b["tier"][blk], self.dev_local[dev], b["unit"][blk], bank)
 
-    def _slots_of(self, reqs: np.ndarray) -> np.ndarray:
-        """Block-table rows of request ids (vectorised lookup in the sorted id list)."""
+    def _rows_of(self, reqs: np.ndarray) -> np.ndarray:
+        """Block-table rows of request ids, -1 for an unknown id (a table indexed by id when the ids are
+        small non-negative integers, else a search in the sorted id list)."""
+        reqs = np.asarray(reqs, dtype=_I64)
+        by_id = self._by_id
+        if by_id is not None and reqs.size and reqs.min() >= 0 and reqs.max() < by_id.size:
+            return by_id[reqs]
         if self._index is None:
             ids = np.array(sorted(self._rslot), dtype=_I64)
             self._index = (ids, np.array([self._rslot[r] for r in ids.tolist()], dtype=_I64))
         ids, rows = self._index
+        if ids.size == 0:
+            return np.full(reqs.shape, -1, dtype=_I64)
+        at = np.minimum(np.searchsorted(ids, reqs), ids.size - 1)
+        return np.where(ids[at] == reqs, rows[at], -1)
+
+    def _set_row(self, request: int, row: int) -> None:
+        """Record ``request``'s block-table row (-1: gone) in the id table, or give the table up."""
+        by_id = self._by_id
+        if by_id is None:
+            return
+        if 0 <= request < by_id.size:
+            by_id[request] = row
+        elif 0 <= request < 4 * len(self._rslot) + 4096:
+            grown = np.full(max(request + 1, 2 * by_id.size), -1, dtype=_I64)
+            grown[: by_id.size] = by_id
+            grown[request] = row
+            self._by_id = grown
+        else:
+            self._by_id = None
+
+    def _slots_of(self, reqs: np.ndarray) -> np.ndarray:
+        """Block-table rows of request ids; raises :class:`KVStoreError` for an unknown id."""
         reqs = np.asarray(reqs, dtype=_I64)
-        at = np.minimum(np.searchsorted(ids, reqs), max(ids.size - 1, 0))
-        bad = (ids[at] != reqs) if ids.size else np.ones(reqs.shape, dtype=bool)
+        rows = self._rows_of(reqs)
+        bad = rows < 0
         if bad.any():
             raise KVStoreError(f"unknown request {int(reqs[bad].flat[0])}")
-        return rows[at]
+        return rows
 
     def block_table(self, request: int) -> dict[str, np.ndarray]:
         """The request's block table: per logical block its id, tier, device, unit, bank, row, col, fill."""
@@ -327,7 +440,7 @@ class TieredKVStore:
     def tier_scores(self) -> np.ndarray:
         """PAPER.md Eq. 8 per tier: summed token importance over tokens held (0 for an empty tier)."""
         live = self._live()
-        s = np.bincount(self._b["tier"][live], weights=self._block_importance(live), minlength=len(self.tier_names))
+        s = np.bincount(self._b["tier"][live], weights=self._bimp[live], minlength=len(self.tier_names))
         out = np.zeros(len(self.tier_names))
         np.divide(s, self.tier_tokens, out=out, where=self.tier_tokens > 0)
         return out
@@ -353,7 +466,7 @@ class TieredKVStore:
                counts: Sequence[int] | np.ndarray | int) -> tuple[np.ndarray, np.ndarray]:
         reqs = np.atleast_1d(np.asarray(requests, dtype=_I64))
         cnt = np.broadcast_to(np.asarray(counts, dtype=_I64), reqs.shape).copy()
-        if reqs.ndim != 1 or _has_duplicates(reqs):
+        if reqs.ndim != 1 or (reqs.size > 1 and not (reqs[1:] > reqs[:-1]).all() and _has_duplicates(reqs)):
             raise KVStoreError("requests of one batch must be distinct ids")
         if (cnt < 0).any():
             raise KVStoreError("token counts must be non-negative")
@@ -368,76 +481,110 @@ class TieredKVStore:
         """
         reqs, cnt = self._batch(requests, counts)
         bt = self.block_tokens
-        known = np.array([self._rslot.get(r, -1) for r in reqs.tolist()], dtype=_I64)
-        cur = np.where(known >= 0, self._r_len[np.maximum(known, 0)], 0) if known.size else known
+        ntiers = self.capacity.size
+        known = self._rows_of(reqs)
+        cur = np.where(known >= 0, self._r_len[np.maximum(known, 0)], 0)
         new = cur + cnt
         nb0, nb1 = _ceil_div(cur, bt), _ceil_div(new, bt)
         need = nb1 - nb0
         k = int(need.sum())
-        owner, logical = _ranges(nb0, need)
-        births = self._birth + np.arange(k, dtype=_I64)
-        new_tier = np.zeros(0, dtype=_I64)
-        moves = (new_tier, new_tier)
         if k:
-            if k > int(self.free_blocks().sum()):
-                raise CapacityError(f"{k} new blocks do not fit: {int(self.free_blocks().sum())} free")
-            after = self._r_nb.copy()
-            after[known[known >= 0]] = nb1[known >= 0]
-            view, live = self.view(after)
-            placed = self.policy.place(view, NewBlocks(logical, nb1[owner] - 1, births))
-            new_tier = np.asarray(placed.tier, dtype=_I64)
-            if new_tier.shape != (k,) or new_tier.min() < 0 or new_tier.max() >= self.capacity.size:
-                raise PlanError(f"policy '{self.policy.name}' returned bad tiers for {k} new blocks")
-            moves = self._validate(live[np.asarray(placed.moved, dtype=_I64)], None,
-                                   np.asarray(placed.moved_to, dtype=_I64), extra=new_tier)
+            owner, logical = _ranges(nb0, need)
+            births = self._birth + np.arange(k, dtype=_I64)
+            free = int((self.capacity - self.used).sum())
+            if k > free:
+                raise CapacityError(f"{k} new blocks do not fit: {free} free")
 
-        for i, r in enumerate(reqs.tolist()):  # new requests get a row of the block table
-            if known[i] < 0:
+            def lengths() -> np.ndarray:  # blocks per block-table row after this append (the view's tail)
+                after = self._r_nb.copy()
+                after[known[known >= 0]] = nb1[known >= 0]
+                return after
+
+            placed = self.policy.place(self._deferred_view(lengths), NewBlocks(logical, nb1[owner] - 1, births))
+            new_tier = np.asarray(placed.tier, dtype=_I64)
+            if new_tier.shape != (k,):
+                raise PlanError(f"policy '{self.policy.name}' returned bad tiers for {k} new blocks")
+            t_lo, t_hi = int(new_tier.min()), int(new_tier.max())
+            if t_lo < 0 or t_hi >= ntiers:
+                raise PlanError(f"policy '{self.policy.name}' returned bad tiers for {k} new blocks")
+            moved = np.asarray(placed.moved, dtype=_I64)
+            moved_to = np.asarray(placed.moved_to, dtype=_I64)
+            if moved.size or moved_to.size:
+                moves = self._validate(self._live()[moved] if moved.size else moved, None, moved_to,
+                                       extra=new_tier)
+            else:
+                self._check_room(self.used + np.bincount(new_tier, minlength=ntiers))
+                moves = (moved, moved_to)
+
+        if (known < 0).any():
+            for i in np.flatnonzero(known < 0).tolist():  # new requests get a row of the block table
                 free_rows = np.flatnonzero(self._r_id[: self._rcap] < 0)
                 if free_rows.size == 0:
                     self._grow_requests(self._rcap + 1, 1)
                     free_rows = np.flatnonzero(self._r_id < 0)
                 known[i] = int(free_rows[0])
-                self._rslot[r] = int(known[i])
+                self._rslot[int(reqs[i])] = int(known[i])
                 self._index = None
-                self._r_id[known[i]] = r
+                self._set_row(int(reqs[i]), int(known[i]))
+                self._r_id[known[i]] = reqs[i]
                 self._r_len[known[i]] = 0
                 self._r_nb[known[i]] = 0
-        if len(moves[0]):
-            self._apply(*moves)
-        ids = self._alloc_ids(k)
         b = self._b
-        b["rslot"][ids] = known[owner]
-        b["logical"][ids] = logical
-        b["birth"][ids] = births
-        b["fill"][ids] = 0
-        self._imp[ids] = 0.0
-        for t in range(self.capacity.size):
-            self._place(ids[new_tier == t], t)
-        self._grow_requests(self._rcap, int(nb1.max(initial=0)))
-        self._r_table[known[owner], logical] = ids
+        if k:
+            if moves[0].size:
+                self._apply(*moves)
+            ids = self._alloc_ids(k)
+            b["rslot"][ids] = known[owner]
+            b["logical"][ids] = logical
+            b["birth"][ids] = births
+            b["fill"][ids] = 0
+            b["nz"][ids] = 0
+            self._imp[ids] = 0.0
+            self._bimp[ids] = 0.0
+            if t_lo == t_hi:
+                self._place(ids, t_lo)
+            else:
+                for t in range(ntiers):
+                    self._place(ids[new_tier == t], t)
+            self._grow_requests(self._rcap, int(nb1.max()))
+            self._r_table[known[owner], logical] = ids
 
-        grow = cnt > 0  # fill every block the new tokens touch (the old partial one and the new ones)
-        first = cur // bt
-        n_touch = np.where(grow, nb1 - first, 0)
-        o2, lg = _ranges(first, n_touch)
-        blk = self._r_table[known[o2], lg]
-        fill = np.minimum(bt, new[o2] - lg * bt)
-        self.tier_tokens += np.bincount(b["tier"][blk], weights=fill - b["fill"][blk],
-                                        minlength=self.capacity.size).astype(_I64)
-        b["fill"][blk] = fill
+        # fill every block the new tokens touch: the old partly filled last block, then the new ones
+        part = (cur % bt != 0) & (cnt > 0)
+        first = cur[part] // bt
+        blk = self._r_table[known[part], first]
+        fill = np.minimum(bt, new[part] - first * bt)
+        if k:
+            blk = np.concatenate((blk, ids))
+            fill = np.concatenate((fill, np.minimum(bt, new[owner] - logical * bt)))
+        if blk.size:
+            self.tier_tokens += np.bincount(b["tier"][blk], weights=fill - b["fill"][blk],
+                                            minlength=ntiers).astype(_I64)
+            b["fill"][blk] = fill
         self._r_len[known] = new
         self._r_nb[known] = nb1
         self._birth += k
         return cur
 
     def _alloc_ids(self, k: int) -> np.ndarray:
-        free = np.flatnonzero(self._b["rslot"][: self._bcap] < 0)
-        if free.size < k:
-            start = self._bcap
-            self._grow_blocks(self._bcap + k - free.size)
-            free = np.concatenate((free, np.arange(start, self._bcap)))
-        return free[:k].astype(_I64)
+        """The ``k`` lowest free block ids (growing the arrays if needed), now counted as live."""
+        if k == 0:
+            return np.zeros(0, dtype=_I64)
+        nfree = self._bcap - self._live_ids.size
+        if nfree < k:
+            self._grow_blocks(self._bcap + k - nfree)
+        rslot = self._b["rslot"]
+        found, lo = [], self._free_lo
+        while k:  # scan up from the lowest possibly free id, in growing chunks
+            hi = min(self._bcap, lo + max(2 * k, 4096))
+            got = np.flatnonzero(rslot[lo:hi] < 0)[:k] + lo
+            found.append(got)
+            k -= got.size
+            lo = int(got[-1]) + 1 if k == 0 else hi
+        self._free_lo = lo
+        ids = np.concatenate(found) if len(found) > 1 else found[0]
+        self._live_ids = _merge_sorted(self._live_ids, ids)
+        return ids
 
     def write_kv(self, request: int, positions: np.ndarray | Sequence[int], layer: int,
                  k: np.ndarray, v: np.ndarray) -> None:
@@ -461,12 +608,18 @@ class TieredKVStore:
         self._release(ids)
         self._b["rslot"][ids] = -1
         self._b["fill"][ids] = 0
+        self._b["nz"][ids] = 0
+        self._free_lo = min(self._free_lo, int(ids.min())) if ids.size else self._free_lo
+        keep = np.ones(self._live_ids.size, dtype=bool)
+        keep[np.searchsorted(self._live_ids, ids)] = False
+        self._live_ids = self._live_ids[keep]
         self._r_table[slots] = -1
         self._r_id[slots] = -1
         self._r_len[slots] = 0
         self._r_nb[slots] = 0
         for r in reqs.tolist():
             del self._rslot[r]
+            self._set_row(r, -1)
         self._index = None
 
     # --- importance and activity --------------------------------------------------------------------
@@ -479,33 +632,83 @@ class TieredKVStore:
         Every token of the batch decays (``I *= 1 - lam``) and each read token gains ``lam * scores[i]``
         (default score 1; scores must be finite and non-negative, 0 for a token not selected); the reads
         count toward their units' activity. Requests not in ``batch`` keep their importance.
+
+        Cost: O(read tokens + blocks of the batch), with the per-token work only where it can change
+        anything — a block whose tokens are all 0 stays 0, a block with one non-zero token decays that
+        token and its sum (both exactly), other blocks and the blocks read are re-summed.
         """
         lam = self.spec.lam
+        bt = self.block_tokens
         bslots = self._slots_of(np.asarray(batch, dtype=_I64).ravel())
-        if _has_duplicates(bslots):
+        in_batch = np.zeros(self._rcap, dtype=bool)
+        in_batch[bslots] = True
+        if np.count_nonzero(in_batch) != bslots.size:
             raise KVStoreError("a request appears twice in one batch")
-        loc = None
+        key = read_blocks = s = None
         if positions is not None and requests is not None:  # validate everything before changing anything
             pos = np.asarray(positions, dtype=_I64).ravel()
-            reqs = np.broadcast_to(np.asarray(requests, dtype=_I64), pos.shape)
-            in_batch = np.zeros(self._rcap, dtype=bool)
-            in_batch[bslots] = True
-            if not in_batch[self._slots_of(reqs)].all():
+            rows = self._slots_of(np.broadcast_to(np.asarray(requests, dtype=_I64), pos.shape))
+            if not in_batch[rows].all():
                 raise KVStoreError("every read token must belong to a request of the batch")
             s = np.ones(pos.size) if scores is None else np.asarray(scores, dtype=np.float64).ravel()
             if s.shape != pos.shape or not np.isfinite(s).all() or (s < 0).any():
                 raise ValueError("scores must be finite, non-negative, one per read token")
-            loc = self.locate(reqs, pos)
-            if _has_duplicates(loc.block * self.block_tokens + loc.offset):
+            if pos.size and ((pos < 0).any() or (pos >= self._r_len[rows]).any()):
+                raise KVStoreError("a token position is outside its request")
+            key = self._r_table[rows, pos // bt] * bt + pos % bt  # flat index of the token in self._imp
+            skey = np.sort(key)
+            if (skey[1:] == skey[:-1]).any():
                 raise KVStoreError("a token is listed twice in one step")
-        table = self._r_table[bslots]
-        self._imp[table[table >= 0]] *= 1.0 - lam
+            sblk = skey // bt
+            twice = bool((sblk[1:] == sblk[:-1]).any())  # some block has two tokens read
+            read_blocks = _sorted_unique(sblk) if twice else sblk
+        b = self._b
+        dense = self._dense()
+        if bslots.size == len(self._rslot) and dense is not None:  # every request, no gaps: a slice
+            nz = b["nz"][:dense]
+            one, many = np.flatnonzero(nz == 1), np.flatnonzero(nz > 1)
+        elif bslots.size == len(self._rslot):  # every request (the simulator's case): every live block
+            ids = self._live()
+            nz = b["nz"][ids]
+            one, many = ids[nz == 1], ids[nz > 1]
+        else:
+            table = self._r_table[bslots]
+            ids = table[table >= 0]
+            nz = b["nz"][ids]
+            one, many = ids[nz == 1], ids[nz > 1]
+        flat = self._imp.reshape(-1)
+        decayed = self._bimp[one] * (1.0 - lam)  # a one-token block's importance is that token's
+        self._bimp[one] = decayed
+        flat[one * bt + b["nzoff"][one]] = decayed  # its other tokens are 0 and stay 0
+        self._imp[many] *= 1.0 - lam
+        self._bimp[many] = self._imp[many].sum(axis=1)
         reads = np.zeros(0, dtype=_I64)
         self.last_reads = np.zeros(self.capacity.size, dtype=_I64)
-        if loc is not None:
-            self._imp[loc.block, loc.offset] += lam * s
-            reads = self.unit_off[self._b["dev"][loc.block]] + loc.unit
-            self.last_reads = np.bincount(loc.tier, minlength=self.capacity.size).astype(_I64)
+        if key is not None and read_blocks is not None and s is not None:
+            old = flat[key]
+            new = old + lam * s
+            flat[key] = new
+            fresh = (old == 0) & (new != 0)  # a token becomes non-zero only here
+            blk = key // bt
+            if twice:
+                np.add.at(b["nz"], blk[fresh], 1)
+            else:
+                b["nz"][blk[fresh]] += 1
+            b["nzoff"][blk[fresh]] = key[fresh] % bt
+            if twice:  # re-sum the blocks with several non-zero tokens; the others hold one (or none)
+                nzr = b["nz"][read_blocks]
+                single = read_blocks[nzr <= 1]
+                self._bimp[single] = flat[single * bt + b["nzoff"][single]]
+                multi = read_blocks[nzr > 1]
+            else:  # one token read per block: if it is the block's only non-zero token, it is the sum;
+                # if it stays 0 the block's sum was decayed above
+                alone = b["nz"][blk] <= 1
+                sel = alone & (new != 0)
+                self._bimp[blk[sel]] = new[sel]
+                multi = blk[~alone]
+            self._bimp[multi] = self._imp[multi].sum(axis=1)
+            reads = self.unit_off[b["dev"][blk]] + b["unit"][blk]
+            self.last_reads = np.bincount(b["tier"][blk], minlength=self.capacity.size).astype(_I64)
         self.activity.record(reads)
         self.steps += 1
 
@@ -513,10 +716,12 @@ class TieredKVStore:
 
     def plan(self) -> MigrationPlan:
         """The policy's moves for this step, as a plan of block ids (not yet applied)."""
-        view, live = self.view()
+        view = self._deferred_view(self._r_nb)
         items, dst = self.policy.plan(view)
         items = np.asarray(items, dtype=_I64)
-        return MigrationPlan(live[items], view.tier[items], np.asarray(dst, dtype=_I64))
+        if items.size == 0:
+            return MigrationPlan(items, items.copy(), np.asarray(dst, dtype=_I64))
+        return MigrationPlan(self._live()[items], view.tier[items], np.asarray(dst, dtype=_I64))
 
     def migrate(self, plan: MigrationPlan) -> MigrationReport:
         """Apply a plan atomically (all moves, or none and an exception); returns bytes per link."""
@@ -549,15 +754,23 @@ class TieredKVStore:
                             f"not '{self.tier_names[int(src[i])] if 0 <= src[i] < ntiers else src[i]}'")
         if (cur == dst).any():
             raise PlanError(f"block {int(blocks[cur == dst][0])} would move to the tier it is in")
+        if blocks.size == 0 and extra is None:
+            return blocks, dst
         after = (self.used - np.bincount(cur, minlength=ntiers) + np.bincount(dst, minlength=ntiers)
                  + (np.bincount(extra, minlength=ntiers) if extra is not None else 0))
+        self._check_room(after)
+        return blocks, dst
+
+    def _check_room(self, after: np.ndarray) -> None:
+        """Raise :class:`CapacityError` if ``after`` (blocks per tier) exceeds a tier's capacity."""
         if (after > self.capacity).any():
             t = int(np.flatnonzero(after > self.capacity)[0])
             raise CapacityError(f"tier '{self.tier_names[t]}' would hold {int(after[t])} blocks "
                                 f"(capacity {int(self.capacity[t])})")
-        return blocks, dst
 
     def _apply(self, blocks: np.ndarray, dst: np.ndarray) -> MigrationReport:
+        if blocks.size == 0:
+            return MigrationReport()
         src = self._b["tier"][blocks].copy()
         fill = self._b["fill"][blocks]
         self._release(blocks)
@@ -581,12 +794,11 @@ class TieredKVStore:
         if blocks.size == 0:
             return
         b = self._b
-        dev = b["dev"][blocks]
-        for g in _present(dev):
-            sel = blocks[dev == g]
-            self._owner[g][b["unit"][sel], b["slot"][sel]] = -1
-        gu = self.unit_off[dev] + b["unit"][blocks]
-        self.unit_used -= np.bincount(gu, minlength=self.unit_used.size)
+        gu = self.unit_off[b["dev"][blocks]] + b["unit"][blocks]
+        slot = b["slot"][blocks]
+        self._own[self._unit_base[gu] + slot] = -1
+        np.add.at(self.unit_used, gu, -1)
+        np.minimum.at(self._unit_lo, gu, slot)
         tiers = b["tier"][blocks]
         self.used -= np.bincount(tiers, minlength=self.used.size)
         self.tier_tokens -= np.bincount(tiers, weights=b["fill"][blocks], minlength=self.used.size).astype(_I64)
@@ -599,7 +811,7 @@ class TieredKVStore:
         if mode == "activity" and self.spec.tiers[t].kind == "ssd":
             mode = "round-robin"  # SSD: standard channel interleaving (PAPER.md §6.1)
         if mode == "activity":
-            act = self.activity.totals()[u0:u1]
+            act = self.activity.totals(u0, u1)
             delta = max(1, round(int(act.sum()) * self.block_tokens / max(1, int(self.tier_tokens[t]))))
             units = waterfill(n, act, free, delta, self.unit_used[u0:u1])
         elif mode == "round-robin":
@@ -616,19 +828,18 @@ class TieredKVStore:
         gu = self._choose_units(n, t)
         order = np.argsort(gu, kind="stable")
         uniq, _, counts = _runs(gu[order])
+        # the lowest free slots of a unit lie in [lo, hw + count): below lo all are taken, from hw on all free
+        lo = self._unit_lo[uniq]
+        hi = self._unit_hw[uniq] + counts
+        width = self.geometry[t].max_unit_slots
+        cols = lo[:, None] + np.arange(int((hi - lo).max()))[None, :]
+        free = (cols < hi[:, None]) & (cols < width)
+        free &= self._own[self._unit_base[uniq][:, None] + np.minimum(cols, width - 1)] == -1
+        pick = free & (np.cumsum(free, axis=1) <= counts[:, None])
+        ranked = cols[pick]  # row-major: unit by unit, lowest slots first
+        last = ranked[np.cumsum(counts) - 1] + 1  # per unit: every slot below it is now taken
         slots = np.empty(n, dtype=_I64)
-        udev = self.unit_dev[uniq]
-        chunks = []
-        for g in _present(udev):
-            sel = udev == g
-            local = uniq[sel] - self.unit_off[g]
-            # [0, hw + count) holds at least `count` free slots: holes below hw plus never-used ones
-            limit = int((self._unit_hw[uniq[sel]] + counts[sel]).max())
-            rows = self._owner[g][local, :limit]
-            free = rows == -1
-            pick = free & (np.cumsum(free, axis=1) <= counts[sel][:, None])
-            chunks.append(np.nonzero(pick)[1])  # row-major: unit by unit, lowest slots first
-        slots[order] = np.concatenate(chunks)
+        slots[order] = ranked
         b = self._b
         dev = self.unit_dev[gu]
         b["tier"][blocks] = t
@@ -637,11 +848,10 @@ class TieredKVStore:
         b["slot"][blocks] = slots
         bank, row, col = self.geometry[t].slot_position(slots)
         b["bank"][blocks], b["row"][blocks], b["col"][blocks] = bank, row, col
-        for g in _present(dev):
-            sel = dev == g
-            self._owner[g][b["unit"][blocks[sel]], slots[sel]] = blocks[sel]
-        self.unit_used += np.bincount(gu, minlength=self.unit_used.size)
-        np.maximum.at(self._unit_hw, gu, slots + 1)
+        self._own[self._unit_base[gu] + slots] = blocks
+        self.unit_used[uniq] += counts
+        self._unit_lo[uniq] = last
+        self._unit_hw[uniq] = np.maximum(self._unit_hw[uniq], last)
         self.used[t] += n
         self.tier_tokens[t] += int(b["fill"][blocks].sum())
 
@@ -655,7 +865,7 @@ class TieredKVStore:
         lists live blocks of that request in order, all full but the last, holding exactly its tokens.
         """
         b = self._b
-        live = self._live()
+        live = np.flatnonzero(b["rslot"][: self._bcap] >= 0)
         owners = []
         for g, own in enumerate(self._owner):
             u, s = np.nonzero(own >= 0)
@@ -706,3 +916,32 @@ class TieredKVStore:
         mask = np.arange(bt)[None, :] >= b["fill"][live][:, None]
         if (self._imp[live][mask] != 0).any():
             raise InvariantError("importance recorded for a token slot that holds no token")
+        self._check_kept(live)
+
+    def _check_kept(self, live: np.ndarray) -> None:
+        """The bookkeeping kept for speed equals what recomputing it from scratch gives."""
+        b = self._b
+        imp = self._imp[live]
+        if not np.array_equal(self._bimp[live], imp.sum(axis=1)):
+            raise InvariantError("a block's kept importance is not the sum over its tokens")
+        nonzero = imp != 0
+        if (nonzero.sum(axis=1) > b["nz"][live]).any():
+            raise InvariantError("a block has more non-zero tokens than its count allows")
+        one = b["nz"][live] == 1
+        if nonzero[one].sum() != nonzero[one, b["nzoff"][live[one]]].sum():
+            raise InvariantError("a one-token block's non-zero importance is not at its recorded offset")
+        if (b["rslot"][: self._free_lo] < 0).any():
+            raise InvariantError("a block id below the lowest-free mark is unused")
+        if b["nz"][b["rslot"][: self._bcap] < 0].any():
+            raise InvariantError("an unused block counts non-zero tokens")
+        if not np.array_equal(self._live_ids, np.flatnonzero(b["rslot"][: self._bcap] >= 0)):
+            raise InvariantError("the kept live block list is stale")
+        if not np.array_equal(self.activity.totals(), self.activity.counts.sum(axis=0)):
+            raise InvariantError("kept activity totals differ from the window's sum")
+        for g, own in enumerate(self._owner):
+            u0 = int(self.unit_off[g])
+            lo = self._unit_lo[u0: u0 + own.shape[0]]
+            hw = self._unit_hw[u0: u0 + own.shape[0]]
+            below = np.arange(own.shape[1])[None, :] < lo[:, None]
+            if (own[below] == -1).any() or ((np.arange(own.shape[1])[None, :] >= hw[:, None]) & (own >= 0)).any():
+                raise InvariantError("a unit's free-slot bounds are wrong")

@@ -119,12 +119,19 @@ class _State:
 
     imp: np.ndarray
     size: np.ndarray
-    dens: np.ndarray
     tier: np.ndarray
     cap: np.ndarray
     sums: list[float]
     ntok: list[int]
     count: list[int]
+    _dens: np.ndarray | None = None
+
+    @property
+    def dens(self) -> np.ndarray:
+        """Per-token importance of every item (computed on first use: a call that moves nothing skips it)."""
+        if self._dens is None:
+            self._dens = self.imp / self.size
+        return self._dens
 
     def move(self, items: np.ndarray, src: int, dst: int) -> None:
         if items.size == 0:
@@ -146,26 +153,30 @@ class _State:
 def _validate(
     importance: np.ndarray, tier: np.ndarray, capacity: np.ndarray, size: np.ndarray,
     targets: Sequence[float] | None,
-) -> None:
+) -> np.ndarray:
+    """Check the input; returns the items per tier."""
     n = importance.shape[0]
     if importance.ndim != 1 or tier.shape != (n,) or size.shape != (n,):
         raise ScheduleError("importance, tier and size must be 1-D arrays of the same length")
     if capacity.ndim != 1 or capacity.size < 1 or (capacity < 0).any():
         raise ScheduleError("capacity must hold one non-negative value per tier")
-    if not np.isfinite(importance).all():
+    lowest = float(importance.min()) if n else 0.0  # NaN anywhere makes min and max NaN
+    if n and not (math.isfinite(lowest) and math.isfinite(float(importance.max()))):
         raise ScheduleError("importance must be finite")
     if (size <= 0).any():
         raise ScheduleError("every item must have a positive size")
     if n and (tier.min() < 0 or tier.max() >= capacity.size):
         raise ScheduleError(f"tier indices must lie in 0..{capacity.size - 1}")
-    over = np.bincount(tier, minlength=capacity.size) > capacity
+    count = np.bincount(tier, minlength=capacity.size)
+    over = count > capacity
     if over.any():
         raise ScheduleError(f"tier {int(np.flatnonzero(over)[0])} already holds more items than its capacity")
     if targets is not None:
         if len(targets) != capacity.size or any(not (t > 0 and math.isfinite(t)) for t in targets):
             raise ScheduleError(f"targets must be {capacity.size} positive finite ratios (e.g. x, y, 1)")
-        if (importance < 0).any():
+        if lowest < 0:
             raise ScheduleError("importance must be non-negative when scheduling toward targets")
+    return count
 
 
 def schedule_kv(
@@ -196,17 +207,20 @@ def schedule_kv(
     imp = np.ascontiguousarray(importance, dtype=np.float64)
     tr = np.ascontiguousarray(tier, dtype=np.int64)
     cap = np.ascontiguousarray(capacity, dtype=np.int64)
-    sz = np.ones_like(imp) if size is None else np.ascontiguousarray(size, dtype=np.float64)
-    _validate(imp, tr, cap, sz, targets)
+    sz = np.ones_like(imp) if size is None else np.asarray(size)
+    if sz.dtype.kind != "i":  # signed integer sizes (token counts) are used as they are: the same results
+        sz = np.ascontiguousarray(sz, dtype=np.float64)
+    count = _validate(imp, tr, cap, sz, targets)
     if method not in ("vector", "heap"):
         raise ScheduleError(f"unknown method '{method}' (vector, heap)")
     T = cap.size
-    before = tier_scores(imp, sz, tr, T)
+    sums = np.bincount(tr, weights=imp, minlength=T)
+    ntok = np.bincount(tr, weights=sz, minlength=T)
+    before = np.zeros(T, dtype=np.float64)  # tier_scores(imp, sz, tr, T) from the sums at hand
+    np.divide(sums, ntok, out=before, where=ntok > 0)
     st = _State(
-        imp=imp, size=sz, dens=imp / sz, tier=tr.copy(), cap=cap,
-        sums=[float(v) for v in np.bincount(tr, weights=imp, minlength=T)],
-        ntok=[int(v) for v in np.bincount(tr, weights=sz, minlength=T)],
-        count=[int(v) for v in np.bincount(tr, minlength=T)],
+        imp=imp, size=sz, tier=tr.copy(), cap=cap, sums=[float(v) for v in sums],
+        ntok=[int(v) for v in ntok], count=[int(v) for v in count],
     )
     promote_fn = _promote_heap if method == "heap" else _promote_vector
     swap_fn = _swap_heap if method == "heap" else _swap_vector
@@ -216,7 +230,7 @@ def schedule_kv(
         for j in range(T - 1):
             free = int(cap[j]) - st.count[j]
             k = int(min(free, budget))
-            if k > 0:
+            if k > 0 and st.count[j + 1] > 0:  # an empty tier below has nothing to promote
                 done = promote_fn(st, j, k, promote_threshold)
                 promotions += done
                 budget -= done
@@ -225,10 +239,16 @@ def schedule_kv(
     for j in range(T - 2, -1, -1):
         if sbudget <= 0:
             break
+        if st.count[j] == 0 or st.count[j + 1] == 0:  # nothing to swap across this boundary
+            continue
         target = None if targets is None else sum(targets[: j + 1]) / targets[j + 1]
         done = swap_fn(st, j, sbudget, target, margin)
         swaps += done
         sbudget -= done
+    if swaps == 0 and promotions == 0:
+        moved = np.zeros(0, dtype=np.int64)
+        return KVSchedule(tier=st.tier, items=moved, src=moved, dst=moved.copy(), swaps=0, promotions=0,
+                          scores_before=before, scores_after=before.copy())
     moved = np.flatnonzero(st.tier != tr)
     return KVSchedule(
         tier=st.tier, items=moved, src=tr[moved], dst=st.tier[moved], swaps=swaps, promotions=promotions,
