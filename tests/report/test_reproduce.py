@@ -18,7 +18,7 @@ from pamkv.report.paper import FIGURES, PAPER_NUMBERS, paper_number, paper_numbe
 
 # Relative speeds of the fake systems: PAM fastest, the ablations between it and LS-PIM.
 SPEED = {"pam": 8.0, "pam-no-pamattention": 4.0, "pam-no-mapping": 3.0, "pam-no-scheduling": 2.0,
-         "ls-pim": 1.5, "l-pim": 1.0, "vllm-offload": 0.5, "attacc": 6.0}
+         "ls-pim": 1.5, "l-pim": 1.0, "vllm-offload": 0.5, "vllm-offload-dense": 0.25, "attacc": 6.0}
 
 
 def _system(run: RunConfig) -> str:
@@ -128,6 +128,8 @@ def test_slo_search_finds_the_largest_batch_within_resolution(per_request_ms: fl
             largest -= 1
         assert batch <= largest
         assert (metrics is None) == (batch == 0)
+        if metrics is not None:
+            assert metrics["tpot_s_p50"] <= slo / 1e3
         if largest >= 1:
             assert batch >= largest - max(1, largest // 8)
 
