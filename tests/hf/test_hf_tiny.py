@@ -162,3 +162,19 @@ def test_recording_holds_the_true_attention_and_reads_back(model, tmp_path, head
     replay = RecordedLocality.from_file(path).start(64, np.random.default_rng(0), heads=3, block_tokens=16)
     mass = replay.step(1)
     assert mass.shape == (3, 5) and np.allclose(mass.sum(1), 1)
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "mistral-sliding-window"])
+def test_other_llama_family_architectures(arch) -> None:  # type: ignore[no-untyped-def]
+    """Qwen2 (q/k/v biases) and Mistral with a 48-token sliding window (the mask drops old tokens)."""
+    from transformers import MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    common = dict(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=1024, initializer_range=0.1)
+    torch.manual_seed(0)
+    if arch == "qwen2":
+        m = Qwen2ForCausalLM(Qwen2Config(**common)).eval()
+    else:
+        m = MistralForCausalLM(MistralConfig(sliding_window=48, **common)).eval()
+    report, _, _, _ = run_model(m, prompt(120), 24, options=small_tiers(), ignore_eos=True)
+    assert report["agreement"]["tokens_identical"], report["agreement"]
