@@ -17,6 +17,7 @@ from pamkv.cli import demo as _demo  # noqa: F401, E402  isort: skip
 from pamkv.cli import simulate as _simulate  # noqa: F401, E402  isort: skip
 from pamkv.cli import hf as _hf  # noqa: F401, E402  isort: skip
 from pamkv.cli import reproduce as _reproduce  # noqa: F401, E402  isort: skip
+from pamkv.cli import sweep as _sweep  # noqa: F401, E402  isort: skip
 
 
 def main(argv: list[str] | None = None) -> None:
