@@ -255,9 +255,10 @@ class PamLayer(CacheLayerMixin):
             raise RuntimeError(f"layer {self.layer_idx}: attention called without a preceding cache update")
         first, new = self._new
         self._new = None
+        _CURRENT.set(None)  # consumed; also lets the cache be freed once generation is over
         if query.shape[2] != new:
             raise ValueError(f"layer {self.layer_idx}: {query.shape[2]} queries for {new} new tokens")
-        q = query.detach().to(torch.float32)
+        q = query.detach().to("cpu", torch.float32)  # the store (the devices' K/V) lives in host memory
         m = None if mask is None else mask.detach().to("cpu", torch.bool)
         decode = new == 1 and self.store.length(0) > 1
         out = self._decode(q, m, scale) if decode else self._prefill(q, m, scale, first)
@@ -265,7 +266,7 @@ class PamLayer(CacheLayerMixin):
 
     def _prefill(self, q: torch.Tensor, mask: torch.Tensor | None, scale: float, first: np.ndarray) -> torch.Tensor:
         """Causal PAMattention of all new queries over every device's part (chunked over queries)."""
-        batch, heads, nq, d = q.shape
+        batch, nq = int(q.shape[0]), int(q.shape[2])
         cfg = self.cache.options
         outs = []
         seeds_r, seeds_p, seeds_s = [], [], []
@@ -351,13 +352,13 @@ class PamLayer(CacheLayerMixin):
         recorder.add(request=b, position=pos, layer=self.layer_idx, read=read, probs=probs)
 
     def _select(self, qb: torch.Tensor, k_cand: torch.Tensor, scale: float) -> Selection:
+        """The configured selector over the candidate keys (Double Sparsity uses the layer's labels)."""
         cfg = self.cache.options.selection
         return select(cfg, qb, k_cand, labels=self.labels, scale=scale)
 
     def _decode(self, q: torch.Tensor, mask: torch.Tensor | None, scale: float) -> torch.Tensor:
         """One decode step: select, read the selected tokens per device, partials, exact merge, observe, migrate."""
-        batch, heads, _, d = q.shape
-        ntiers = len(self.cache.spec.tiers)
+        batch, heads = int(q.shape[0]), int(q.shape[1])
         group = self.cache.group
         kv_heads = heads // group
         dense = self.cache.options.selection.method == "dense"
@@ -382,7 +383,7 @@ class PamLayer(CacheLayerMixin):
             partials = [self._part_partial(qb, part, chosen, dense or sel.shared, scale) for part in parts]
             merged = self.cache.merge(partials)
             outs.append(merged.out)
-            self._count(parts, partials, merged, chosen, ntiers)
+            self._count(parts, partials, merged, chosen)
             token_scores = np.zeros(n)
             token_scores[cand] = sel.token_scores()
             obs_r.append(np.full(read_pos.size, b))
@@ -406,8 +407,8 @@ class PamLayer(CacheLayerMixin):
             return partial_attention(qb, k, v, scale)
         return partial_attention(qb, k, v, scale, kv_mask=_to_torch(chosen[:, part.positions].T))
 
-    def _count(self, parts: list[DevicePart], partials: list[Partial], merged: Partial, chosen: np.ndarray,
-               ntiers: int) -> None:
+    def _count(self, parts: list[DevicePart], partials: list[Partial], merged: Partial, chosen: np.ndarray) -> None:
+        """Add one request's decode step to the per-tier counters."""
         c = self.counters
         heads = int(merged.lse.shape[0])
         for part, p in zip(parts, partials, strict=True):
