@@ -30,21 +30,30 @@ from pamkv.kv.geometry import DeviceGeometry
 class ActivityWindow:
     """Per-unit counts of tokens read over the last ``window`` steps (a ring buffer of steps).
 
-    The window's per-unit totals are kept up to date as steps are recorded (exact integer updates),
-    so reading them costs no sum over the window.
+    ``counts[step % window]`` holds one step's reads per unit; the window's per-unit totals are kept up
+    to date as steps are recorded (exact integer updates, O(units read) per step).
     """
 
     def __init__(self, units: int, window: int) -> None:
         self.counts = np.zeros((window, units), dtype=np.int64)
         self.step = 0
         self._totals = np.zeros(units, dtype=np.int64)
+        self._read: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * window  # units read per step
 
     def record(self, units: np.ndarray) -> None:
         """Add one step: ``units`` lists the (global) unit of every token read this step."""
         row = self.step % self.counts.shape[0]
-        new = np.bincount(units, minlength=self.counts.shape[1])[: self.counts.shape[1]]
-        self._totals += new - self.counts[row]
-        self.counts[row] = new
+        units = np.asarray(units, dtype=np.int64)
+        if units.size and units.min() < 0:
+            raise ValueError("unit indices must be non-negative")
+        units = units[units < self.counts.shape[1]]
+        old = self._read[row]
+        counts = self.counts[row]
+        np.subtract.at(self._totals, old, 1)
+        counts[old] = 0
+        np.add.at(counts, units, 1)
+        np.add.at(self._totals, units, 1)
+        self._read[row] = units
         self.step += 1
 
     def totals(self, lo: int = 0, hi: int | None = None) -> np.ndarray:
@@ -52,11 +61,14 @@ class ActivityWindow:
         return self._totals[lo:hi].copy()
 
 
-def waterfill(n: int, base: np.ndarray, free: np.ndarray, delta: int, tie: np.ndarray) -> np.ndarray:
+def waterfill(n: int, base: np.ndarray, free: np.ndarray, delta: int, tie: np.ndarray,
+              tie_bound: int | None = None) -> np.ndarray:
     """Units for ``n`` items by greedy least-level-first, each placed item raising its unit by ``delta``.
 
     ``base[u]``: starting level (integer); ``free[u]``: items unit ``u`` can still take; ``tie[u]``:
     secondary key (then unit index). Returns the unit of each item in greedy order, int64 ``[n]``.
+    ``tie_bound``: optional promise that ``base >= 0`` and ``0 <= tie < tie_bound`` (integers), which
+    lets the candidates be picked with one combined key (fewer passes; same result).
     Equivalent to popping the lowest ``(level, tie, unit)`` ``n`` times (done so with a heap for a few
     items), found by bisection on the final level for many (vectorised). Only the ``n`` lowest units by
     ``(base, tie, unit)`` can receive an item (a unit gets its first item only after every lower one
@@ -73,7 +85,12 @@ def waterfill(n: int, base: np.ndarray, free: np.ndarray, delta: int, tie: np.nd
     live = free > 0
     nlive = int(np.count_nonzero(live))
     if 4 * n < nlive:
-        if nlive == free.size:
+        if tie_bound is not None and (int(base.max()) + 2) * tie_bound < 2**62:
+            key = base * tie_bound + tie  # orders units as (base, tie) does
+            if nlive < free.size:
+                key[~live] = 2**62
+            sub = _smallest(n, key)
+        elif nlive == free.size:
             sub = _lowest(n, base, tie)
         else:
             units = np.flatnonzero(live)
@@ -83,6 +100,13 @@ def waterfill(n: int, base: np.ndarray, free: np.ndarray, delta: int, tie: np.nd
 
 
 _HEAP_ITEMS = 64  # up to this many items a heap beats the vectorised bisection (per-call overhead)
+
+
+def _smallest(n: int, key: np.ndarray) -> np.ndarray:
+    """Indices of the ``n`` smallest entries of ``key`` (ties: lower index first), ascending."""
+    kk = _kth(key, n - 1)
+    below = np.flatnonzero(key < kk)
+    return np.sort(np.concatenate((below, np.flatnonzero(key == kk)[: n - below.size])))
 
 
 def _kth(values: np.ndarray, k: int) -> int | float:
@@ -128,6 +152,9 @@ def _lowest(n: int, base: np.ndarray, tie: np.ndarray) -> np.ndarray:
 
 def _greedy(n: int, base: np.ndarray, free: np.ndarray, delta: int, tie: np.ndarray) -> np.ndarray:
     """:func:`waterfill` over all given units (inputs already checked): a heap for few items, else bisection."""
+    if n == base.size and (free > 0).all() and int(base.max()) - int(base.min()) < delta:
+        # one item per unit: every unit's first level lies below every second one
+        return np.lexsort((np.arange(n), tie, base))
     if n > _HEAP_ITEMS:
         return _bisect(n, base, free, delta, tie)
     left = free.tolist()

@@ -186,6 +186,13 @@ def _land(ref: np.ndarray, tier: int, new_tier: np.ndarray, moved_to: np.ndarray
     moved_to[ref[ref >= 0]] = tier
 
 
+def _nothing_to_move(view: PolicyView, swaps: bool = True) -> bool:
+    """True when the scheduler can make no move: no tier with free room has blocks just below it and
+    (with ``swaps``) no two adjacent tiers both hold blocks. Costs O(tiers), no per-block array."""
+    used, cap = view.used.tolist(), view.capacity.tolist()
+    return not any(used[j + 1] > 0 and (cap[j] > used[j] or (swaps and used[j] > 0)) for j in range(len(used) - 1))
+
+
 def _density(view: PolicyView) -> np.ndarray:
     return view.importance / np.maximum(view.tokens, 1)
 
@@ -236,7 +243,7 @@ class PamPolicy:
 
     def plan(self, view: PolicyView) -> tuple[np.ndarray, np.ndarray]:
         """Algorithm 2 with promotions into free room (see :func:`pamkv.scheduling.online_kv.schedule_kv`)."""
-        if view.capacity.size < 2 or view.tier.size == 0:
+        if view.capacity.size < 2 or _nothing_to_move(view) or view.tier.size == 0:
             return _no_moves()
         # imported here: the scheduling package may import kv at its top level (no import cycle)
         from pamkv.scheduling.online_kv import schedule_kv
@@ -261,7 +268,7 @@ class LayeredPolicy:
 
     def plan(self, view: PolicyView) -> tuple[np.ndarray, np.ndarray]:
         """Promote the earliest-arrived blocks of each lower tier into the room above (no swaps)."""
-        if view.capacity.size < 2 or view.tier.size == 0 or not (view.free[:-1] > 0).any():
+        if view.capacity.size < 2 or _nothing_to_move(view, swaps=False) or view.tier.size == 0:
             return _no_moves()
         from pamkv.scheduling.online_kv import schedule_kv
 
@@ -303,7 +310,7 @@ class RecentWindowPolicy:
 
     def plan(self, view: PolicyView) -> tuple[np.ndarray, np.ndarray]:
         """Promote into free room and swap so that recency decreases down the tiers."""
-        if view.capacity.size < 2 or view.tier.size == 0:
+        if view.capacity.size < 2 or _nothing_to_move(view) or view.tier.size == 0:
             return _no_moves()
         from pamkv.scheduling.online_kv import schedule_kv
 

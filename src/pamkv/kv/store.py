@@ -25,6 +25,7 @@ totals are kept, not searched for). The results are exactly those of recomputing
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -68,6 +69,12 @@ class TokenLocation:
     bank: np.ndarray
 
 
+def _like(requests: np.ndarray | Sequence[int] | int, positions: np.ndarray) -> np.ndarray:
+    """Request ids as int64 with the shape of ``positions`` (one id broadcast to all)."""
+    reqs = np.asarray(requests, dtype=_I64)
+    return reqs if reqs.shape == positions.shape else np.broadcast_to(reqs, positions.shape)
+
+
 def _ceil_div(a: np.ndarray, b: int) -> np.ndarray:
     return -(-a // b)
 
@@ -103,6 +110,8 @@ def _merge_sorted(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return b.copy()
     if a[-1] < b[0]:
         return np.concatenate((a, b))
+    if a.size < 4096:
+        return np.sort(np.concatenate((a, b)))
     out = np.empty(a.size + b.size, dtype=a.dtype)
     at = np.searchsorted(a, b) + np.arange(b.size)
     rest = np.ones(out.size, dtype=bool)
@@ -114,6 +123,9 @@ def _merge_sorted(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _ranges(starts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(owner index, value) pairs for the concatenated ranges ``starts[i] .. starts[i]+counts[i]-1``."""
+    if counts.size and counts.max() <= 1:  # ranges of at most one value (a decode step)
+        owner = np.flatnonzero(counts)
+        return owner, starts[owner]
     owner = np.repeat(np.arange(counts.size), counts)
     first = np.cumsum(counts) - counts
     return owner, np.repeat(starts, counts) + (np.arange(int(counts.sum())) - np.repeat(first, counts))
@@ -205,7 +217,9 @@ class TieredKVStore:
         self._b: dict[str, np.ndarray] = {}
         self._imp = np.zeros((0, self.block_tokens))  # per token
         self._bimp = np.zeros(0)  # per block: exactly self._imp[block].sum(), kept up to date
-        self._live_ids = np.zeros(0, dtype=_I64)  # block ids in use, ascending
+        # block ids in use, ascending: kept up to date while few, else rebuilt when next needed (None)
+        self._live_ids: np.ndarray | None = np.zeros(0, dtype=_I64)
+        self._nlive = 0
         self._free_lo = 0  # every block id below it is in use
         self._k: np.ndarray | None = None
         self._v: np.ndarray | None = None
@@ -302,13 +316,20 @@ class TieredKVStore:
             raise KVStoreError(f"unknown request {request}") from None
 
     def _live(self) -> np.ndarray:
-        """Block ids in use, ascending (kept up to date by allocation and freeing; do not modify)."""
+        """Block ids in use, ascending (do not modify)."""
+        if self._live_ids is None:
+            self._live_ids = np.flatnonzero(self._b["rslot"][: self._bcap] >= 0)
         return self._live_ids
+
+    def _keep_live(self) -> bool:
+        """Whether to update the live id list in place (few live blocks) rather than rebuild it later."""
+        return self._live_ids is not None and 16 * self._nlive < self._bcap
 
     def _dense(self) -> int | None:
         """The live block count when the live ids are exactly ``0..count-1`` (no freed gaps), else ``None``."""
-        n = self._live_ids.size
-        return n if n == 0 or self._live_ids[-1] == n - 1 else None
+        live = self._live()
+        n = live.size
+        return n if n == 0 or live[-1] == n - 1 else None
 
     def _view_field(self, name: str, blocks_per_request: np.ndarray | Callable[[], np.ndarray],
                     copy: bool) -> np.ndarray:
@@ -345,7 +366,7 @@ class TieredKVStore:
                positions: np.ndarray | Sequence[int]) -> TokenLocation:
         """Where each token ``(requests[i], positions[i])`` is; ``requests`` may be one id for all."""
         pos = np.asarray(positions, dtype=_I64).ravel()
-        reqs = np.broadcast_to(np.asarray(requests, dtype=_I64), pos.shape)
+        reqs = _like(requests, pos)
         slots = self._slots_of(reqs)
         if pos.size and ((pos < 0).any() or (pos >= self._r_len[slots]).any()):
             raise KVStoreError("a token position is outside its request")
@@ -465,7 +486,9 @@ class TieredKVStore:
     def _batch(self, requests: Sequence[int] | np.ndarray | int,
                counts: Sequence[int] | np.ndarray | int) -> tuple[np.ndarray, np.ndarray]:
         reqs = np.atleast_1d(np.asarray(requests, dtype=_I64))
-        cnt = np.broadcast_to(np.asarray(counts, dtype=_I64), reqs.shape).copy()
+        cnt = np.array(counts, dtype=_I64)
+        if cnt.shape != reqs.shape:
+            cnt = np.broadcast_to(cnt, reqs.shape).copy()
         if reqs.ndim != 1 or (reqs.size > 1 and not (reqs[1:] > reqs[:-1]).all() and _has_duplicates(reqs)):
             raise KVStoreError("requests of one batch must be distinct ids")
         if (cnt < 0).any():
@@ -513,7 +536,12 @@ class TieredKVStore:
                 moves = self._validate(self._live()[moved] if moved.size else moved, None, moved_to,
                                        extra=new_tier)
             else:
-                self._check_room(self.used + np.bincount(new_tier, minlength=ntiers))
+                if t_lo == t_hi:
+                    after = self.used.copy()
+                    after[t_lo] += k
+                else:
+                    after = self.used + np.bincount(new_tier, minlength=ntiers)
+                self._check_room(after)
                 moves = (moved, moved_to)
 
         if (known < 0).any():
@@ -570,7 +598,7 @@ class TieredKVStore:
         """The ``k`` lowest free block ids (growing the arrays if needed), now counted as live."""
         if k == 0:
             return np.zeros(0, dtype=_I64)
-        nfree = self._bcap - self._live_ids.size
+        nfree = self._bcap - self._nlive
         if nfree < k:
             self._grow_blocks(self._bcap + k - nfree)
         rslot = self._b["rslot"]
@@ -583,7 +611,9 @@ class TieredKVStore:
             lo = int(got[-1]) + 1 if k == 0 else hi
         self._free_lo = lo
         ids = np.concatenate(found) if len(found) > 1 else found[0]
-        self._live_ids = _merge_sorted(self._live_ids, ids)
+        self._nlive += ids.size
+        live = self._live_ids
+        self._live_ids = _merge_sorted(live, ids) if live is not None and self._keep_live() else None
         return ids
 
     def write_kv(self, request: int, positions: np.ndarray | Sequence[int], layer: int,
@@ -610,9 +640,13 @@ class TieredKVStore:
         self._b["fill"][ids] = 0
         self._b["nz"][ids] = 0
         self._free_lo = min(self._free_lo, int(ids.min())) if ids.size else self._free_lo
-        keep = np.ones(self._live_ids.size, dtype=bool)
-        keep[np.searchsorted(self._live_ids, ids)] = False
-        self._live_ids = self._live_ids[keep]
+        if self._keep_live() and self._live_ids is not None:
+            keep = np.ones(self._live_ids.size, dtype=bool)
+            keep[np.searchsorted(self._live_ids, ids)] = False
+            self._live_ids = self._live_ids[keep]
+        else:
+            self._live_ids = None
+        self._nlive -= ids.size
         self._r_table[slots] = -1
         self._r_id[slots] = -1
         self._r_len[slots] = 0
@@ -647,7 +681,7 @@ class TieredKVStore:
         key = read_blocks = s = None
         if positions is not None and requests is not None:  # validate everything before changing anything
             pos = np.asarray(positions, dtype=_I64).ravel()
-            rows = self._slots_of(np.broadcast_to(np.asarray(requests, dtype=_I64), pos.shape))
+            rows = self._slots_of(_like(requests, pos))
             if not in_batch[rows].all():
                 raise KVStoreError("every read token must belong to a request of the batch")
             s = np.ones(pos.size) if scores is None else np.asarray(scores, dtype=np.float64).ravel()
@@ -813,7 +847,8 @@ class TieredKVStore:
         if mode == "activity":
             act = self.activity.totals(u0, u1)
             delta = max(1, round(int(act.sum()) * self.block_tokens / max(1, int(self.tier_tokens[t]))))
-            units = waterfill(n, act, free, delta, self.unit_used[u0:u1])
+            units = waterfill(n, act, free, delta, self.unit_used[u0:u1],
+                              tie_bound=self.geometry[t].max_unit_slots + 1)
         elif mode == "round-robin":
             units = round_robin(n, free, self._rr[t])
             self._rr[t] = (int(units[-1]) + 1) % (u1 - u0)
@@ -826,8 +861,16 @@ class TieredKVStore:
         if n == 0:
             return
         gu = self._choose_units(n, t)
-        order = np.argsort(gu, kind="stable")
-        uniq, _, counts = _runs(gu[order])
+        if n <= 16:  # a few blocks (a decode step): group them by unit in Python
+            units = gu.tolist()
+            rank = sorted(range(n), key=units.__getitem__)
+            groups = [(u, len(list(g))) for u, g in itertools.groupby(units[i] for i in rank)]
+            order = np.array(rank, dtype=_I64)
+            uniq = np.array([u for u, _ in groups], dtype=_I64)
+            counts = np.array([c for _, c in groups], dtype=_I64)
+        else:
+            order = np.argsort(gu, kind="stable")
+            uniq, _, counts = _runs(gu[order])
         # the lowest free slots of a unit lie in [lo, hw + count): below lo all are taken, from hw on all free
         lo = self._unit_lo[uniq]
         hi = self._unit_hw[uniq] + counts
@@ -934,7 +977,7 @@ class TieredKVStore:
             raise InvariantError("a block id below the lowest-free mark is unused")
         if b["nz"][b["rslot"][: self._bcap] < 0].any():
             raise InvariantError("an unused block counts non-zero tokens")
-        if not np.array_equal(self._live_ids, np.flatnonzero(b["rslot"][: self._bcap] >= 0)):
+        if not np.array_equal(self._live(), live) or self._nlive != live.size:
             raise InvariantError("the kept live block list is stale")
         if not np.array_equal(self.activity.totals(), self.activity.counts.sum(axis=0)):
             raise InvariantError("kept activity totals differ from the window's sum")
