@@ -15,14 +15,21 @@ from pamkv.cli.app import JSON_HELP, SEED_HELP, app
 if TYPE_CHECKING:
     from pamkv.sweep import SweepResult
 
-# Default table columns: metric -> (header, scale).
-HEADLINE = {
+# Short table headers (and the scale to show) for common metrics; the default table shows HEADLINE.
+LABELS = {
     "throughput_tokens_per_s": ("tok/s", 1.0),
+    "decode_throughput_tokens_per_s": ("decode tok/s", 1.0),
+    "requests_per_s": ("req/s", 1.0),
     "tpot_s_p50": ("TPOT p50 ms", 1e3),
+    "tpot_s_p99": ("TPOT p99 ms", 1e3),
     "ttft_s_p50": ("TTFT p50 ms", 1e3),
+    "ttft_s_p99": ("TTFT p99 ms", 1e3),
+    "e2e_s_p50": ("e2e p50 s", 1.0),
     "energy_j_per_token": ("J/tok", 1.0),
+    "tokens_per_s_per_kusd": ("tok/s per $k", 1.0),
     "oom": ("OOM", 1.0),
 }
+HEADLINE = ("throughput_tokens_per_s", "tpot_s_p50", "ttft_s_p50", "energy_j_per_token", "oom")
 MAX_SHOWN = 40  # points in the table
 MAX_METRICS = 4  # requested metrics in the table (all are in the files)
 MAX_ERRORS = 10  # failed points listed below the table
@@ -70,10 +77,12 @@ def print_summary(result: SweepResult) -> None:
     console = Console()
     keys = result.plan.keys
     if result.plan.metrics is None:
-        shown = {m: spec for m, spec in HEADLINE.items() if m in result.metrics
-                 and (m != "oom" or any(row.get(m) is True for row in result.rows))}
+        names = [m for m in HEADLINE if m in result.metrics]
     else:
-        shown = {m: (m, 1.0) for m in result.metrics[:MAX_METRICS]}
+        names = [m for m in result.metrics if m != "oom"][:MAX_METRICS] + ["oom"] * ("oom" in result.metrics)
+    # The OOM column only when some point ran out of memory.
+    names = [m for m in names if m != "oom" or any(row.get(m) is True for row in result.rows)]
+    shown = {m: LABELS.get(m, (m, 1.0)) for m in names}
     table = Table(title=f"sweep {result.plan.source}: {len(result.rows)} points ({result.executor})")
     table.add_column("point", justify="right")
     for key in keys:
