@@ -502,7 +502,8 @@ def fig10(runner: Runner, progress: Progress) -> FigureResult:
             oom += bool(att.get("oom"))
             rows.append([model, dataset, batch, _decode_tput(pam), _decode_tput(vllm), s_dec,
                          float(pam["throughput_tokens_per_s"]), float(vllm["throughput_tokens_per_s"]), s_e2e,
-                         100.0 * kv_share, s_dense, "OOM" if att.get("oom") else f"{_decode_tput(att):,.0f}"])
+                         100.0 * kv_share, _div(1.0, 1.0 - kv_share), s_dense,
+                         "OOM" if att.get("oom") else f"{_decode_tput(att):,.0f}"])
             per_key.setdefault(f"{model}/{dataset}", []).append(s_dec)
             xs.append(f"{_short(model)}/{dataset}/b{batch}")
             dec.append(s_dec)
@@ -521,13 +522,15 @@ def fig10(runner: Runner, progress: Progress) -> FigureResult:
         "throughput (output tokens / makespan) is shown beside it.",
         f"Each run: {plan.waves} x batch requests queued at t=0 (the batch refills as requests finish). "
         "Per model and dataset the paper's number is compared with the mean over the batches.",
-        "'vLLM KV %' = share of vLLM-offload's decode time spent on attention and KV fetches. 'PAM/vLLM "
-        "dense' is a sensitivity reading: the same baseline attending every token.",
+        "'vLLM KV %' = share of vLLM-offload's decode time spent on attention and KV fetches; 'bound' = "
+        "1 / (1 - that share), the largest decode speed-up any KV-side design can give over it (the "
+        "GPU's own work stays). 'PAM/vLLM dense' is a sensitivity reading: the same baseline attending "
+        "every token.",
     ]
     if plan.quick:
         notes.append("--quick: LLaMA3-70B at batch 256 and OPT-175B at batch 16 only, one wave of requests.")
     header = ["model", "dataset", "batch", "PAM decode tok/s", "vLLM decode tok/s", "speed-up (decode)",
-              "PAM e2e tok/s", "vLLM e2e tok/s", "speed-up (e2e)", "vLLM KV %", "PAM/vLLM dense (decode)",
+              "PAM e2e tok/s", "vLLM e2e tok/s", "speed-up (e2e)", "vLLM KV %", "bound", "PAM/vLLM dense (decode)",
               "AttAcc decode tok/s"]
     return FigureResult("fig10", FIGURES["fig10"], header, rows, _compare("fig10", ours), checks, notes,
                         xs, {"decode": dec, "end-to-end": e2e, "decode, vLLM dense": vs_dense},
@@ -536,12 +539,16 @@ def fig10(runner: Runner, progress: Progress) -> FigureResult:
 
 # --- fig11: energy -----------------------------------------------------------------------------------
 def fig11(runner: Runner, progress: Progress) -> FigureResult:
-    """Energy per output token: how much lower PAM's is than each baseline's, over the offline points."""
+    """Energy per output token: how much lower PAM's is than each baseline's, over the offline points.
+
+    Compared on the KV side (attention, KV reads and moves): the paper's energy comes from its memory
+    simulators (Ramulator 2.0, OpenSSD), which see no GPU projection/FFN work. Totals are shown beside.
+    """
     plan = runner.plan
     systems = ("pam", "vllm-offload", "l-pim", "ls-pim")
     runs = _offline_runs(runner, systems, progress, "fig11")
     rows: list[list[Any]] = []
-    red: dict[str, list[float]] = {"vllm-offload": [], "l-pim": [], "ls-pim": [], "ls-pim-total": []}
+    red: dict[str, list[float]] = {s: [] for s in systems[1:]}
     xs: list[str] = []
     for model, batch in plan.offline_points:
         for dataset in plan.offline_datasets:
@@ -549,31 +556,31 @@ def fig11(runner: Runner, progress: Progress) -> FigureResult:
             e = {s: float(r[s]["energy_j_per_token"]) for s in systems}
             kv = {s: float(r[s]["kv_energy_j_per_token"]) for s in systems}
             lower = {s: 100.0 * (1.0 - _div(e["pam"], e[s])) for s in systems[1:]}
-            lower_kv = 100.0 * (1.0 - _div(kv["pam"], kv["ls-pim"]))
-            red["vllm-offload"].append(lower["vllm-offload"])
-            red["l-pim"].append(lower["l-pim"])
-            red["ls-pim"].append(lower_kv)
-            red["ls-pim-total"].append(lower["ls-pim"])
-            rows.append([model, dataset, batch, *(e[s] for s in systems), kv["pam"], kv["ls-pim"],
-                         lower["vllm-offload"], lower["l-pim"], lower["ls-pim"], lower_kv])
+            lower_kv = {s: 100.0 * (1.0 - _div(kv["pam"], kv[s])) for s in systems[1:]}
+            for s in systems[1:]:
+                red[s].append(lower_kv[s])
+            rows.append([model, dataset, batch, *(kv[s] * 1e3 for s in systems), *(lower_kv[s] for s in systems[1:]),
+                         *(e[s] for s in systems), *(lower[s] for s in systems[1:])])
             xs.append(f"{_short(model)}/{dataset}/b{batch}")
     ours = {}
-    for key in ("vllm-offload", "l-pim", "ls-pim"):
-        v = [x for x in red[key] if math.isfinite(x)]
+    for key, values in red.items():
+        v = [x for x in values if math.isfinite(x)]
         if v:
             ours[key] = (min(v), max(v))
     notes = [
-        "Energy per output token = all joules of the run (prefill, GPU decode work, KV reads, in-place "
-        "attention, links, migrations) / output tokens. Against LS-PIM the paper compares attention "
-        "energy: we use the KV-side energy (total less prefill and the GPU's non-attention decode work).",
+        "KV-side energy per output token = the run's joules less prefill and less the GPU's non-attention "
+        "decode work (projections, FFN, LM head), over output tokens: KV reads, in-place attention, "
+        "partials and fetches over links, migrations, and GPU attention kernels (vLLM). The paper's energy "
+        "comes from Ramulator 2.0 / OpenSSD (memory side), so this is what its percentages compare.",
+        "Total energy per output token (all joules, GPU included) and its reductions are shown beside.",
         "Ranges are min-max over the offline points (models x batches x datasets), as the paper gives them.",
     ]
-    header = ["model", "dataset", "batch", *(f"{s} J/tok" for s in systems), "PAM KV J/tok", "LS-PIM KV J/tok",
-              "% lower vs vLLM", "% lower vs L-PIM", "% lower vs LS-PIM", "% lower vs LS-PIM (KV side)"]
+    header = ["model", "dataset", "batch", *(f"{s} KV mJ/tok" for s in systems),
+              *(f"% lower KV vs {s}" for s in systems[1:]), *(f"{s} total J/tok" for s in systems),
+              *(f"% lower total vs {s}" for s in systems[1:])]
     return FigureResult("fig11", FIGURES["fig11"], header, rows, _compare("fig11", ours), notes=notes, series_x=xs,
-                        series={"vs vLLM-offload": red["vllm-offload"], "vs L-PIM": red["l-pim"],
-                                "vs LS-PIM (KV side)": red["ls-pim"]},
-                        series_ylabel="% lower energy per output token", series_log=False)
+                        series={f"vs {s} (KV side)": red[s] for s in systems[1:]},
+                        series_ylabel="% lower KV-side energy per output token", series_log=False)
 
 
 # --- fig12: ablation ---------------------------------------------------------------------------------
