@@ -747,6 +747,7 @@ def plot(fig: FigureResult) -> Any:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     f, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.6), gridspec_kw={"width_ratios": [1.4, 1]})
     n = len(fig.series_x)
@@ -758,8 +759,11 @@ def plot(fig: FigureResult) -> Any:
     ax1.set_xticks(np.arange(n))
     ax1.set_xticklabels(fig.series_x, rotation=60, ha="right", fontsize=7)
     ax1.set_ylabel(fig.series_ylabel)
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
     if fig.series_log and any(math.isfinite(y) and y > 0 for ys in fig.series.values() for y in ys):
         ax1.set_yscale("log")
+        ax1.yaxis.set_major_formatter(plain)
+        ax1.yaxis.set_minor_formatter(plain)
     ax1.axhline(1.0 if fig.series_log else 0.0, color="grey", lw=0.8)
     ax1.legend(fontsize=8)
     ax1.set_title("ours, per point", fontsize=10)
@@ -779,6 +783,7 @@ def plot(fig: FigureResult) -> Any:
     unit = comps[0].paper.unit if comps else "x"
     if unit == "x":
         ax2.set_xscale("log")
+        ax2.xaxis.set_major_formatter(plain)
     ax2.set_xlabel("speed-up (x)" if unit == "x" else "% lower")
     ax2.plot([], [], color="tab:grey", lw=5, label="paper")
     ax2.plot([], [], color="tab:blue", lw=5, label="ours")
