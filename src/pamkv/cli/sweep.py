@@ -40,13 +40,13 @@ def sweep(
     grid: Annotated[Path, typer.Argument(help="GRID.yaml: base run fields, grid/zip of values, metrics to keep.")],
     out: Annotated[Path | None, typer.Option(
         "--out", help="Folder for results.parquet, results.csv and each point's system and run files "
-        "[default: out/sweep-<GRID name>].")] = None,
+        "(default: out/sweep-<GRID name>).")] = None,
     workers: Annotated[int | None, typer.Option(
         "--workers", help="Local worker processes (default: the CPUs available; 1 = serial in this process). "
         "With --ray: the most points in flight.")] = None,
     ray: Annotated[str | None, typer.Option(
         "--ray", help="Run on Ray instead: a cluster address, 'auto' (this machine's cluster) or 'local' "
-        "(start Ray here). Needs pip install \"pamkv[ray]\".")] = None,
+        "(start Ray here). Needs pip install \"pamkv\\[ray]\".")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help=SEED_HELP + " Replaces the base run's seed.")] = None,
     json_path: Annotated[str | None, typer.Option("--json", help=JSON_HELP)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar and no table.")] = False,

@@ -25,7 +25,7 @@ import yaml
 from pamkv.errors import UserError
 from pamkv.output import write_json
 from pamkv.sweep.executors import available_cpus, require_ray, run_local, run_ray
-from pamkv.sweep.grid import Point, SweepPlan, load_sweep
+from pamkv.sweep.grid import Point, SweepPlan, expand, load_sweep
 from pamkv.sweep.results import WALL_COLUMNS, build_rows, frame, write_tables
 from pamkv.sweep.variants import show, system_yaml
 from pamkv.sweep.worker import Outcome, Task
@@ -167,11 +167,14 @@ def run_sweep(
     ``out``: folder for the results and the points' files (default: a temporary folder, removed
     after; nothing is written). ``workers``: local processes (default: the CPUs available; 1 runs in
     this process), or with ``ray`` the most points in flight. ``ray``: a Ray address, ``auto`` or
-    ``local`` instead of the local pool. ``seed`` replaces the base run's seed. ``json_path``: also
+    ``local`` instead of the local pool. ``seed`` replaces the base run's seed (also of a plan). ``json_path``: also
     write the rows as JSON ('-' = standard output). A failing point is recorded in the ``error``
     column; the sweep goes on.
     """
-    plan = grid if isinstance(grid, SweepPlan) else load_sweep(grid, seed=seed)
+    if isinstance(grid, SweepPlan):
+        plan = grid if seed is None or seed == grid.seed else expand(grid.config, grid.source, seed=seed)
+    else:
+        plan = load_sweep(grid, seed=seed)
     if workers is not None and workers < 1:
         raise UserError(f"--workers must be at least 1 (got {workers})")
     if ray is not None:
