@@ -122,6 +122,7 @@ class ListKV:
     """A KV side with one tier and unlimited room: every read on tier 0."""
 
     tier_names = ["t0"]
+    imbalance = np.ones(1)
 
     def __init__(self) -> None:
         self.held: dict[int, int] = {}

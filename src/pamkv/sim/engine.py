@@ -27,6 +27,7 @@ class KVState(Protocol):
     """What the engine needs from the KV side (blocks, placement, locality, online scheduling)."""
 
     tier_names: list[str]
+    imbalance: np.ndarray
 
     def fits(self, rid: int, tokens: int) -> bool: ...
     def free_tokens(self) -> int: ...
@@ -46,7 +47,7 @@ class Pricer(Protocol):
 
     def prefill(self, chunks: list[int], contexts: list[int]) -> tuple[float, np.ndarray, float]: ...
     def decode(
-        self, batch: int, reads: np.ndarray, context: np.ndarray
+        self, batch: int, reads: np.ndarray, context: np.ndarray, imbalance: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
     def migration(self, link_bytes: np.ndarray) -> tuple[float, float]: ...
 
@@ -186,7 +187,7 @@ class Engine:
         else:
             chosen = ctx.astype(np.float64)
         reads = chosen @ shares  # [k, tiers] tokens read per layer over the batch
-        seconds, busy, energy = self.pricer.decode(len(rids), reads, ctx.sum(axis=1))
+        seconds, busy, energy = self.pricer.decode(len(rids), reads, ctx.sum(axis=1), self.kv.imbalance)
         cum = np.cumsum(seconds)
         if next_arrival < math.inf and len(self.sched.running) < opts.limits.max_batch:
             # Stop after the step during which the next request arrives: it is prefilled next.

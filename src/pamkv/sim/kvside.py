@@ -107,6 +107,16 @@ class SimKV:
         self.held: dict[int, int] = {}
         self._last_shares: dict[int, np.ndarray] = {}
         self._moved = np.zeros(len(self.links))
+        self.imbalance = np.ones(len(tiers))
+        """Per tier: the busiest bank group's share of a step's reads over an even spread's (>= 1)."""
+        unit_off = self.store.unit_off
+        first_dev = np.concatenate(([0], np.cumsum([t.devices for t in tiers])))
+        width = max(t.devices for t in tiers)
+        self._unit_base = np.zeros((len(tiers), width), dtype=np.int64)
+        for t, plan in enumerate(tiers):
+            self._unit_base[t, : plan.devices] = unit_off[first_dev[t] : first_dev[t] + plan.devices]
+        self._tier_unit_first = unit_off[first_dev[:-1]]
+        self._tier_units = unit_off[first_dev[1:]] - unit_off[first_dev[:-1]]
 
     # --- capacity ----------------------------------------------------------------------------------
     def fits(self, rid: int, tokens: int) -> bool:
@@ -201,17 +211,36 @@ class SimKV:
             out[todo] = self._shares(fresh, reqs, pos)
         return out
 
-    def _shares(self, rids: np.ndarray, reqs: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    def _shares(self, rids: np.ndarray, reqs: np.ndarray, pos: np.ndarray, whole_batch: bool = False) -> np.ndarray:
         ntiers = len(self.tier_names)
         out = np.zeros((len(rids), ntiers))
         if reqs.size == 0:
             out[:, 0] = 1.0
             return out
         loc = self.store.locate(reqs, pos)
+        if whole_batch:  # a subset's reads say little about how the whole step spreads
+            self._measure_imbalance(loc.tier, loc.device, loc.unit)
         order = np.argsort(rids, kind="stable")
         row = order[np.searchsorted(rids[order], reqs)]
         counts = np.bincount(row * ntiers + loc.tier, minlength=len(rids) * ntiers).reshape(len(rids), ntiers)
         return counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+
+    def _measure_imbalance(self, tier: np.ndarray, device: np.ndarray, unit: np.ndarray) -> None:
+        """Per tier: selected blocks on its busiest bank group (SSD channel) over an even spread's.
+
+        The device models price an even spread over every bank group; the intra-device mapping
+        decides how close the real spread comes. PAM's least-active mapping keeps this near 1, a
+        naive fill-unit-0-first mapping piles a step's reads onto few groups.
+        """
+        gu = self._unit_base[tier, device] + unit
+        for t in range(len(self.tier_names)):
+            on = gu[tier == t]
+            if on.size == 0:
+                self.imbalance[t] = 1.0
+                continue
+            busiest = np.bincount(on - self._tier_unit_first[t]).max()
+            ideal = -(-on.size // self._tier_units[t])
+            self.imbalance[t] = busiest / ideal
 
     def window(self) -> np.ndarray:
         """One scheduling window: observe a step's selection, run the policy's moves; bytes per link.
@@ -225,7 +254,7 @@ class SimKV:
             if self.frequency_blind:
                 score = np.ones_like(score)
             self.store.observe(rids, reqs, pos, score)
-            shares = self._shares(rids, reqs, pos)
+            shares = self._shares(rids, reqs, pos, whole_batch=True)
             self._last_shares = {r: shares[i] for i, r in enumerate(rids.tolist())}
             if self.schedule:
                 self.store.schedule()

@@ -116,11 +116,14 @@ class SystemPricer:
         return self.gpu.gemm_seconds(op.m, op.n, op.k), op.flops, op.bytes
 
     # --- decode --------------------------------------------------------------------------------------
-    def decode(self, batch: int, reads: np.ndarray, context: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def decode(
+        self, batch: int, reads: np.ndarray, context: np.ndarray, imbalance: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Seconds per step ``[k]``, busy seconds ``[k, resources]`` and joules ``[k]`` of decode steps.
 
         ``reads[k, tier]``: tokens read per layer over the whole batch at each step; ``context[k]``:
-        tokens in the cache over the batch (only GPU attention needs it).
+        tokens in the cache over the batch (only GPU attention needs it); ``imbalance[tier]``: the
+        busiest bank group's load over an even spread's (from the intra-device mapping; 1 = even).
         """
         o = self.opts
         m = max(1, math.ceil(batch / o.pp))
@@ -131,7 +134,7 @@ class SystemPricer:
         if o.attention_on_gpu:
             attn_s, tier_busy, attn_j = self._gpu_attention(m, per_stage)
         else:
-            attn_s, tier_busy, attn_j = self._pim_attention(m, per_stage)
+            attn_s, tier_busy, attn_j = self._pim_attention(m, per_stage, imbalance)
         layers = self.model.layers
         # All layers of one micro-batch (pp stages x layers/pp each), plus the LM head once.
         step_s = layers * (gpu_s + attn_s) + head_s
@@ -143,8 +146,14 @@ class SystemPricer:
         energy = gpu_j + o.pp * layers * attn_j
         return step_s, busy, energy
 
-    def _pim_attention(self, m: int, per_stage: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per layer: seconds, per-tier busy seconds, joules of attention in place on every tier."""
+    def _pim_attention(
+        self, m: int, per_stage: np.ndarray, imbalance: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per layer: seconds, per-tier busy seconds, joules of attention in place on every tier.
+
+        A device is as slow as its busiest bank group: with an uneven intra-device spread it takes the
+        time of an even spread of ``imbalance`` times its tokens.
+        """
         o, model = self.opts, self.model
         steps = per_stage.shape[0]
         times = np.zeros((steps, len(self.tiers)))
@@ -153,6 +162,8 @@ class SystemPricer:
         for t, tier in enumerate(self.tiers):
             tokens = per_stage[:, t]
             on_device = tokens / self.devices_per_stage[t]
+            if imbalance is not None:
+                on_device = on_device * imbalance[t]
             busy = tier.attention_seconds(on_device, self.token_bytes, coarse=not o.pamattention)
             active = tokens > 0
             if t > 0:  # partials travel to HBM-PIM (tier 0) for the reduction
