@@ -124,8 +124,10 @@ class _PrefillMeter:
         self.prefill_j += float(joules)
         return seconds, busy, joules
 
-    def decode(self, batch: int, reads: np.ndarray, context: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        result: tuple[np.ndarray, np.ndarray, np.ndarray] = self.inner.decode(batch, reads, context)
+    def decode(
+        self, batch: int, reads: np.ndarray, context: np.ndarray, imbalance: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        result: tuple[np.ndarray, np.ndarray, np.ndarray] = self.inner.decode(batch, reads, context, imbalance)
         return result
 
     def migration(self, link_bytes: np.ndarray) -> tuple[float, float]:
