@@ -83,10 +83,19 @@ def demo(
         table.add_row(r["system"], f"{r['decode_tokens_per_s']:,.0f}", f"{r['tpot_ms_p50']:.1f}",
                       f"{r['energy_j_per_token']:.3f}", f"{r['tokens_per_s_per_kusd']:.2f}", f"{r['pam_speedup']:.2f}")
     console.print(table)
-    for line in verdict(rows, results.sweep):
+    for line in verdict(rows, results.sweep, plan.batch):
         console.print("• " + line)
+    spill = headline_rows(results.spill)
+    table = Table(title=f"opt-175b on arxiv-sum, batch {plan.spill_batch}: KV spills out of HBM")
+    for col in ("system", "decode tok/s", "TPOT p50 ms", "J/token", "migrated GB", "PAM x"):
+        table.add_column(col, justify="left" if col == "system" else "right")
+    for r in spill:
+        table.add_row(r["system"], f"{r['decode_tokens_per_s']:,.1f}", f"{r['tpot_ms_p50']:.1f}",
+                      f"{r['energy_j_per_token']:.3f}", f"{r['migrated_gb']:.1f}", f"{r['pam_speedup']:.2f}")
+    console.print(table)
     path = write_report(out, plan, results, functional)
     console.print(f"report: {path}")
     if json_path:
         sweep = {f"{s}@{b}": r.metrics for (s, b), r in results.sweep.items()}
-        write_json({"functional": functional, "offline": {r["system"]: r for r in rows}, "sweep": sweep}, json_path)
+        write_json({"functional": functional, "offline": {r["system"]: r for r in rows}, "sweep": sweep,
+                    "spill": {r["system"]: r for r in spill}}, json_path)

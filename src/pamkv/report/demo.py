@@ -33,10 +33,16 @@ COLORS = {
 }
 
 
+SPILL_MODEL = "opt-175b"
+"""A model whose KV spills out of HBM at small batches (4.5 MiB per token): where PAM's tiers matter."""
+SPILL_SYSTEMS = ("pam", "pam-no-scheduling", "vllm-offload", "l-pim", "ls-pim")
+
+
 @dataclass
 class DemoPlan:
     """Sizes of the demo."""
 
+    spill_batch: int
     batch: int
     requests: int
     sweep_batches: tuple[int, ...]
@@ -47,8 +53,8 @@ class DemoPlan:
     def make(quick: bool, seed: int) -> DemoPlan:
         """The quick (under a minute) or full (a few minutes) plan."""
         if quick:
-            return DemoPlan(128, 128, (64, 256), lambda b: b, seed)
-        return DemoPlan(256, 512, (64, 256, 1024), lambda b: max(b, 256), seed)
+            return DemoPlan(16, 64, 64, (16, 64), lambda b: b, seed)
+        return DemoPlan(32, 256, 256, (64, 256, 1024), lambda b: b, seed)
 
 
 @dataclass
@@ -56,6 +62,7 @@ class DemoResults:
     """Every run of the demo, by (system, batch)."""
 
     main: dict[str, Result] = field(default_factory=dict)
+    spill: dict[str, Result] = field(default_factory=dict)
     sweep: dict[tuple[str, int], Result] = field(default_factory=dict)
 
 
@@ -74,12 +81,16 @@ def run_all(plan: DemoPlan, tick: Callable[[str], None]) -> DemoResults:
                 out.sweep[(system, b)] = simulate(RunConfig(system=system, model=MODEL, workload=WORKLOAD, batch=b,
                                                             requests=plan.sweep_requests(b), seed=plan.seed))
             tick(f"{system} @ batch {b}")
+    for system in SPILL_SYSTEMS:
+        out.spill[system] = simulate(RunConfig(system=system, model=SPILL_MODEL, workload=WORKLOAD,
+                                               batch=plan.spill_batch, requests=2 * plan.spill_batch, seed=plan.seed))
+        tick(f"{system} on {SPILL_MODEL}")
     return out
 
 
 def runs_in(plan: DemoPlan) -> int:
     """How many simulations :func:`run_all` makes (for the progress bar's total)."""
-    return len(PAPER_SYSTEMS) + len(plan.sweep_batches) * len(SWEEP_SYSTEMS)
+    return len(PAPER_SYSTEMS) + len(plan.sweep_batches) * len(SWEEP_SYSTEMS) + len(SPILL_SYSTEMS)
 
 
 def headline_rows(results: dict[str, Result]) -> list[dict[str, Any]]:
@@ -109,7 +120,7 @@ def _ms(seconds: Any) -> float:
     return float(seconds) * 1e3 if seconds is not None and seconds == seconds else float("nan")
 
 
-def verdict(rows: list[dict[str, Any]], sweep: dict[tuple[str, int], Result]) -> list[str]:
+def verdict(rows: list[dict[str, Any]], sweep: dict[tuple[str, int], Result], batch: int) -> list[str]:
     """A few sentences on who wins where and why, from the numbers."""
     by = {r["system"]: r for r in rows}
     pam = by["pam"]
@@ -119,7 +130,7 @@ def verdict(rows: list[dict[str, Any]], sweep: dict[tuple[str, int], Result]) ->
     if best is not None:
         lead = "leads" if pam["decode_tokens_per_s"] >= best["decode_tokens_per_s"] else "trails"
         lines.append(
-            f"At batch {next(iter(sweep))[1] if sweep else ''} the fastest other system is {best['system']} "
+            f"At batch {batch} the fastest other system is {best['system']} "
             f"({best['decode_tokens_per_s']:,.0f} decode tokens/s); PAM {lead} at {pam['decode_tokens_per_s']:,.0f}."
         )
     ooms = [r["system"] for r in rows if r["oom"]]
@@ -255,7 +266,7 @@ def write_report(out: Path, plan: DemoPlan, res: DemoResults, functional: dict[s
         "system runs alike on the GPUs."
     )
     rep.heading("Who wins where, and why")
-    for line in verdict(rows, res.sweep):
+    for line in verdict(rows, res.sweep, plan.batch):
         rep.text(line)
     rep.heading(f"Offline comparison at batch {plan.batch}")
     header = ["system", "decode tok/s", "e2e tok/s", "TPOT p50 ms", "TPOT p99 ms", "J/token", "tok/s per $k",
@@ -266,7 +277,18 @@ def write_report(out: Path, plan: DemoPlan, res: DemoResults, functional: dict[s
                         _f(r["pam_speedup"], 2) + "x"] for r in rows])
     rep.figure(fig_sweep(res.sweep), "throughput_vs_batch", "Decode throughput against batch size.")
     rep.figure(fig_tpot_cdf(res.main), "latency_cdf", "Per-request time per output token (CDF).")
-    rep.figure(fig_pam_timeline(res.main["pam"]), "pam_timeline", "PAM: KV per tier and migration traffic.")
+    spill_rows = headline_rows(res.spill)
+    rep.heading(f"When KV spills out of HBM: {SPILL_MODEL} at batch {plan.spill_batch}")
+    rep.text(f"{SPILL_MODEL}'s weights take most of the HBM and each token's KV is 4.5 MiB, so the batch's KV "
+             "lives mostly in DDR: vLLM fetches it over PCIe, L-PIM reads all of it in place, PAM reads 1/8 and "
+             "keeps the hot blocks in HBM-PIM.")
+    rep.table(["system", "decode tok/s", "TPOT p50 ms", "J/token", "migrated GB", "PAM speed-up"],
+              [[r["system"], f"{r['decode_tokens_per_s']:,.1f}", f"{r['tpot_ms_p50']:.1f}",
+                _f(r["energy_j_per_token"], 3), f"{r['migrated_gb']:.1f}", _f(r["pam_speedup"], 2) + "x"]
+               for r in spill_rows])
+    rep.figure(fig_pam_timeline(res.spill["pam"]), "pam_timeline",
+               f"PAM on {SPILL_MODEL}: KV per tier and migration traffic over time.")
+    rep.figure(fig_utilisation(res.spill), "utilisation_spill", f"Busy share of GPUs and tiers on {SPILL_MODEL}.")
     rep.figure(fig_utilisation(res.main), "utilisation", "Busy share of GPUs and memory tiers.")
     rep.figure(fig_energy_cost(rows), "energy_cost", "Energy per output token and throughput per dollar.")
     rep.heading("Functional check (real tensors)")

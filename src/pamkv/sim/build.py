@@ -18,6 +18,7 @@ from pamkv.config.runs import RunConfig
 from pamkv.config.systems import SystemConfig, TierConfig
 from pamkv.errors import UserError
 from pamkv.hardware.catalog import TierDevice, load_gpu
+from pamkv.hardware.layout import DeviceLayout
 from pamkv.hardware.tier import DeviceTier
 from pamkv.kv import LayoutSpec
 from pamkv.model import kv_bytes_per_token, kv_bytes_per_token_per_layer, load_model, weight_bytes
@@ -48,6 +49,23 @@ class Assembly:
 def load_system(name_or_path: str) -> SystemConfig:
     """A system preset by name or a system YAML file."""
     return load(SystemConfig, "systems", name_or_path)
+
+
+def store_layout(lay: DeviceLayout, block_tokens: int, token_bytes: float, layers: int) -> LayoutSpec:
+    """The device layout the store maps blocks onto, with units merged until one block's share fits.
+
+    The store gives each layer its own region of every bank and puts a block's tokens on the banks of
+    one unit (bank group). For models with wide KV (OPT-175B: 48 KiB per token and layer) a 16-token
+    block's share of a 4-bank group can exceed a bank's per-layer region; then neighbouring units are
+    merged (a block spreads over more banks) until it fits — the device's banks and bytes unchanged.
+    """
+    units, per_unit = lay.units, lay.banks_per_unit
+    region = (lay.rows_per_bank // layers) * lay.row_bytes
+    while -(-block_tokens // per_unit) * token_bytes > region and units % 2 == 0 and per_unit < block_tokens:
+        units //= 2
+        per_unit *= 2
+    return LayoutSpec(name=lay.name, kind=lay.kind, units=units, banks_per_unit=per_unit,
+                      rows_per_bank=lay.rows_per_bank, row_bytes=lay.row_bytes)
 
 
 def _tier_capacity_bytes(system: SystemConfig, tier: TierConfig, device: TierDevice, model: ModelConfig,
@@ -87,10 +105,8 @@ def assemble(run: RunConfig) -> Assembly:
             head_dim=model.head_dim, power_limit=system.power_limit, selected_fraction=1.0 / ratio)
         tiers.append(tier)
         cap = _tier_capacity_bytes(system, t, tier.device, model, run.dtype)
-        lay = tier.device.layout
-        plans.append(TierPlan(t.name, t.count, cap, LayoutSpec(
-            name=lay.name, kind=lay.kind, units=lay.units, banks_per_unit=lay.banks_per_unit,
-            rows_per_bank=lay.rows_per_bank, row_bytes=lay.row_bytes)))
+        plans.append(TierPlan(t.name, t.count, cap,
+                              store_layout(tier.device.layout, run.block_tokens, token_bytes, model.layers)))
     gpu = load_gpu(system.gpu)
     # PAM's targets: what makes the tiers finish together, from their aggregate attention throughput and
     # capacity (the paper profiles x and y offline and does not publish them).
