@@ -30,13 +30,15 @@ demo: $(VENV)/.base
 	$(BIN)/pamkv demo --out $(OUT)
 
 test: $(VENV)/.dev
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.dev
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/mypy
 
-bench: $(VENV)/.base
+bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
