@@ -7,12 +7,29 @@ items), checks the two forms agree, then times append/observe/schedule/unit_load
 256 requests x 8192 tokens, and finally runs each placement policy on contexts whose attention mass
 comes from the context-locality generator (top-1/8 selection per step, Double Sparsity's ratio),
 printing the share of attention mass and of reads each tier serves and how many tokens move.
+
+``--sim-pattern`` instead times the store as the simulator drives it (bookkeeping only, no payload):
+the simulator's three tiers (40 HBM-PIM stacks of 256 bank groups, 40 DDR-PIM DIMMs, 8 SSD-PIM), whole
+prompts appended at prefill, one append per decode segment for the whole batch, and per scheduling
+window one ``observe`` with one position per selected block (1/8 of the blocks), ``schedule`` and
+``locate``; finished requests are freed and replaced (continuous batching). It prints the mean time of
+each kind of call.
+
+``--record-sim PATH`` runs one simulation (``--system/--model/--workload/--batch``) and saves every
+store call it makes; ``--replay PATH`` replays such a file on a fresh store and prints the CPU time per
+kind of call and a digest of every result (block tables, moves, locations): replaying one file under
+two versions of the package compares their speed and checks they give the same results.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import pickle
 import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +43,7 @@ from pamkv.kv import (
     TieredKVStore,
     TierSpec,
 )
+from pamkv.kv.spec import LayoutSpec
 from pamkv.scheduling.online_kv import balanced_targets, pam_targets, schedule_kv
 from pamkv.workloads.locality import LocalityModel
 
@@ -48,7 +66,7 @@ def bench_scheduler(sizes: list[int], seed: int) -> None:
             for method in ("heap", "vector"):
                 t0 = time.perf_counter()
                 r = schedule_kv(**p, targets=pam_targets(1e6, 1e3), max_swaps=budget,  # type: ignore[arg-type]
-                                method=method)  # type: ignore[arg-type]
+                                method=method)
                 out[method] = (time.perf_counter() - t0, r)
             (th, rh), (tv, rv) = out["heap"], out["vector"]
             assert np.array_equal(rh.tier, rv.tier), "heap and vector forms disagree"
@@ -59,7 +77,7 @@ def bench_scheduler(sizes: list[int], seed: int) -> None:
 def bench_store(requests: int, tokens: int, steps: int, seed: int) -> None:
     """Print the time of each phase of a decode step over a store of ``requests x tokens``."""
     layout = dict(units=256, banks_per_unit=4, rows_per_bank=16384, row_bytes=1024)  # one HBM3 stack, Table 1
-    spec = StoreSpec(token_bytes=4096, layers=8, tiers=[  # type: ignore[arg-type]
+    spec = StoreSpec(token_bytes=4096, layers=8, tiers=[
         TierSpec(name="hbm", devices=8, capacity_blocks=2048, layout=layout),  # type: ignore[arg-type]
         TierSpec(name="ddr", devices=8, capacity_blocks=6144),
         TierSpec(name="ssd", devices=8, capacity_blocks=65536,
@@ -164,13 +182,180 @@ def bench_locality(requests: int, prompt: int, steps: int, seed: int) -> None:
               f"{ssd_ddr / half:>14.3%} {int(ever.sum()) * bt / (requests * n):>11.2%}")
 
 
+def sim_spec() -> StoreSpec:
+    """The store the simulator builds for the ``pam`` system and llama-3-70b (fp16 KV, 80 layers).
+
+    Layouts: the hbm3-pim, ddr4-pim and ssd-pim device presets (PAPER.md Table 1); capacities per device:
+    a 16 GB stack less its share of the weights, a 32 GiB DIMM, a 2 TB SSD (as ``pamkv.sim`` derives them).
+    """
+    def tier(name: str, devices: int, cap: float, kind: str, units: int, rows: int, row: int) -> TierSpec:
+        return TierSpec(name=name, devices=devices, capacity_bytes=cap, layout=LayoutSpec(
+            name=name, kind=kind, units=units, banks_per_unit=4, rows_per_bank=rows, row_bytes=row))  # type: ignore[arg-type]
+
+    return StoreSpec(block_tokens=16, token_bytes=4096.0, layers=80, tiers=[
+        tier("hbm", 40, 12192405258.24, "dram", 256, 16384, 1024),
+        tier("ddr", 40, 34359738368.0, "dram", 32, 262144, 1024),
+        tier("ssd", 8, 2.048e12, "ssd", 8, 3906250, 16384),
+    ])
+
+
+def bench_sim_pattern(requests: int, prompt: int, windows: int, seed: int, steps: int = 8) -> None:
+    """Mean time per store call when driven like the simulator (see the module docstring)."""
+    # x, y: what balanced_targets gives the simulator for these tiers (pamkv.sim.build)
+    store = TieredKVStore(sim_spec(), PamPolicy(x=16523.3, y=77.06))
+    rng = np.random.default_rng(seed)
+    bt = store.block_tokens
+    times: dict[str, list[float]] = defaultdict(list)
+
+    def timed(kind: str, fn: Any, *args: Any) -> Any:  # CPU time: other work on the machine does not count
+        t0 = time.process_time()
+        out = fn(*args)
+        times[kind].append(time.process_time() - t0)
+        return out
+
+    lengths = {}
+    for r in range(requests):
+        n = int(rng.integers(prompt // 2, prompt + 1))
+        timed("append (prefill)", store.append, [r], [n])
+        lengths[r] = n
+    next_id = requests
+    for _ in range(windows):
+        rids = np.array(sorted(lengths), dtype=np.int64)
+        timed("append (decode)", store.append, rids, np.full(rids.size, steps))
+        for r in rids.tolist():
+            lengths[r] += steps
+        reqs, pos, score = [], [], []
+        for r in rids.tolist():  # 1/8 of the blocks: the sink, the recent window, skewed heavy hitters
+            nb = -(-lengths[r] // bt)
+            k = max(1, nb // 8)
+            heavy = np.minimum((rng.pareto(1.2, 2 * k) * 8).astype(np.int64), nb - 1)
+            blocks = np.unique(np.concatenate(([0], np.arange(max(0, nb - 4), nb), heavy)))[:k]
+            reqs.append(np.full(blocks.size, r))
+            pos.append(blocks * bt)
+            score.append(rng.exponential(1.0, blocks.size))
+        rr, pp, ss = np.concatenate(reqs), np.concatenate(pos), np.concatenate(score)
+        timed("observe", store.observe, rids, rr, pp, ss)
+        timed("schedule", store.schedule)
+        timed("locate", store.locate, rr, pp)
+        for r in rng.choice(rids, max(1, requests // 64), replace=False).tolist():  # continuous batching
+            timed("free", store.free, [r])
+            del lengths[r]
+            n = int(rng.integers(prompt // 2, prompt + 1))
+            timed("append (prefill)", store.append, [next_id], [n])
+            lengths[next_id] = n
+            next_id += 1
+    store.check()
+    print(f"\nsimulator pattern: {requests} requests, prompts up to {prompt} tokens, {windows} windows of "
+          f"{steps} decode steps; {int(store.used.sum()):,} blocks live at the end")
+    total = 0.0
+    for kind, ts in times.items():
+        total += sum(ts)
+        print(f"{kind:>17}: {len(ts):5d} calls, mean {np.mean(ts) * 1e3:7.3f} ms, max {np.max(ts) * 1e3:7.2f} ms")
+    print(f"{'all calls':>17}: {total:.2f} s")
+
+
+def record_sim(path: Path, system: str, model: str, workload: str, batch: int | None) -> None:
+    """Run one simulation and pickle every call it makes to its store (with copies of the arguments)."""
+    from pamkv.config.runs import RunConfig
+    from pamkv.kv import store as kv_store
+    from pamkv.sim import simulate
+
+    cls = kv_store.TieredKVStore
+    calls: list[tuple[Any, ...]] = []
+    specs: list[tuple[Any, Any]] = []
+    orig = {n: getattr(cls, n) for n in ("__init__", "append", "observe", "schedule", "free", "locate")}
+
+    def copy(a: Any) -> Any:
+        return None if a is None else np.array(a, copy=True)
+
+    def wrap(name: str) -> Any:
+        def method(self: Any, *args: Any) -> Any:
+            if name == "__init__":
+                specs.append(args)
+            else:
+                calls.append((name, *(copy(a) for a in args)))
+            return orig[name](self, *args)
+        return method
+
+    for name in orig:
+        setattr(cls, name, wrap(name))
+    try:
+        simulate(RunConfig(system=system, model=model, workload=workload, batch=batch))
+    finally:
+        for name, fn in orig.items():
+            setattr(cls, name, fn)
+    if len(specs) != 1:
+        raise SystemExit(f"expected one store in the run, found {len(specs)}")
+    path.write_bytes(pickle.dumps({"spec": specs[0][0], "policy": specs[0][1], "calls": calls}))
+    counts: dict[str, int] = defaultdict(int)
+    for c in calls:
+        counts[c[0]] += 1
+    print(f"recorded {len(calls)} store calls to {path}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+
+
+def replay(path: Path, repeat: int) -> None:
+    """Replay recorded store calls ``repeat`` times; CPU time per kind of call (least over the repeats)."""
+    data = pickle.loads(path.read_bytes())
+    best: dict[str, float] = {}
+    digest = ""
+    for _ in range(repeat):
+        store = TieredKVStore(data["spec"], data["policy"])
+        spent: dict[str, float] = defaultdict(float)
+        h = hashlib.sha256()
+        for name, *args in data["calls"]:
+            t0 = time.process_time()
+            out = getattr(store, name)(*args)
+            spent[name] += time.process_time() - t0
+            if name == "schedule":
+                h.update(repr(out.to_dict()).encode())
+            elif name == "locate":
+                for a in (out.block, out.tier, out.device, out.unit, out.bank):
+                    h.update(np.ascontiguousarray(a).tobytes())
+            elif out is not None:
+                h.update(np.ascontiguousarray(out).tobytes())
+        for r in store.requests:
+            for a in store.block_table(r).values():
+                h.update(np.ascontiguousarray(a).tobytes())
+        h.update(store.tier_scores().tobytes())
+        store.check()
+        digest = h.hexdigest()[:16]
+        best = {k: min(v, best.get(k, v)) for k, v in spent.items()}
+    counts: dict[str, int] = defaultdict(int)
+    for c in data["calls"]:
+        counts[c[0]] += 1
+    print(f"replay of {path.name} (CPU s, least of {repeat}):")
+    for k in sorted(best):
+        print(f"  {k:>9}: {counts[k]:5d} calls, {best[k]:7.3f} s, {best[k] / counts[k] * 1e3:7.3f} ms/call")
+    print(f"  {'all':>9}: {sum(best.values()):7.3f} s; result digest {digest}")
+
+
 def main() -> None:
-    """Parse arguments and run both benchmarks."""
+    """Parse arguments and run the benchmarks asked for."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=0, help="random seed (same seed, same problems)")
     ap.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated item counts")
     ap.add_argument("--quick", action="store_true", help="small sizes, small store")
+    ap.add_argument("--sim-pattern", action="store_true", help="only the simulator-pattern store benchmark")
+    ap.add_argument("--record-sim", type=Path, metavar="PATH", help="record one simulation's store calls")
+    ap.add_argument("--replay", type=Path, metavar="PATH", help="replay recorded store calls, timed")
+    ap.add_argument("--repeat", type=int, default=3, help="replays to take the least time of")
+    ap.add_argument("--system", default="pam", help="system of the recorded simulation")
+    ap.add_argument("--model", default="llama-3-70b", help="model of the recorded simulation")
+    ap.add_argument("--workload", default="arxiv-sum", help="workload of the recorded simulation")
+    ap.add_argument("--batch", type=int, default=256, help="offline batch of the recorded simulation")
     args = ap.parse_args()
+    if args.record_sim:
+        record_sim(args.record_sim, args.system, args.model, args.workload, args.batch)
+        return
+    if args.replay:
+        replay(args.replay, args.repeat)
+        return
+    if args.sim_pattern:
+        if args.quick:
+            bench_sim_pattern(64, 2000, 12, args.seed)
+        else:
+            bench_sim_pattern(256, 5000, 48, args.seed)
+        return
     sizes = [10_000, 100_000] if args.quick else [int(s) for s in args.sizes.split(",")]
     bench_scheduler(sizes, args.seed)
     if args.quick:

@@ -96,6 +96,9 @@ def waterfill(n: int, base: np.ndarray, free: np.ndarray, delta: int, tie: np.nd
             units = np.flatnonzero(live)
             sub = units[_lowest(n, base[units], tie[units])]
         return sub[_greedy(n, base[sub], free[sub], delta, tie[sub])]
+    if nlive < free.size:  # the greedy over the units with room only
+        units = np.flatnonzero(live)
+        return units[_greedy(n, base[units], free[units], delta, tie[units])]
     return _greedy(n, base, free, delta, tie)
 
 
@@ -104,14 +107,17 @@ _HEAP_ITEMS = 64  # up to this many items a heap beats the vectorised bisection 
 
 def _smallest(n: int, key: np.ndarray) -> np.ndarray:
     """Indices of the ``n`` smallest entries of ``key`` (ties: lower index first), ascending."""
-    kk = _kth(key, n - 1)
+    kk = kth_smallest(key, n - 1)
     below = np.flatnonzero(key < kk)
     return np.sort(np.concatenate((below, np.flatnonzero(key == kk)[: n - below.size])))
 
 
-def _kth(values: np.ndarray, k: int) -> int | float:
-    """The ``k``-th smallest (0-based) of ``values`` (partition is slow on many equal values: try the
-    few smallest distinct values first, then count integers)."""
+def kth_smallest(values: np.ndarray, k: int) -> int | float:
+    """The ``k``-th smallest (0-based) of a non-empty ``values`` (no NaN), as ``np.partition`` gives it.
+
+    ``np.partition`` is slow when many values are equal (often: blocks never read, units never read),
+    so the few smallest distinct values are tried first, then integers are counted.
+    """
     lo = values.min()
     seen = int(np.count_nonzero(values == lo))
     for _ in range(3):
@@ -135,7 +141,7 @@ def _lowest(n: int, base: np.ndarray, tie: np.ndarray) -> np.ndarray:
     All of them have ``base`` at most the ``n``-th smallest base ``kb``: those below ``kb`` are taken,
     the rest are the lowest ``(tie, index)`` among those at ``kb`` (often most units: no reads yet).
     """
-    kb = _kth(base, n - 1)
+    kb = kth_smallest(base, n - 1)
     below = base < kb
     need = n - int(np.count_nonzero(below))
     at = base == kb
@@ -144,7 +150,7 @@ def _lowest(n: int, base: np.ndarray, tie: np.ndarray) -> np.ndarray:
         level = cand[np.lexsort((cand, tie[cand]))[:need]]
     else:
         t = np.where(at, tie, int(tie.max()) + 1)  # ties outside the level rank last
-        kt = _kth(t, need - 1)
+        kt = kth_smallest(t, need - 1)
         below |= t < kt
         level = np.flatnonzero(t == kt)[: n - int(np.count_nonzero(below))]  # ascending index
     return np.sort(np.concatenate((np.flatnonzero(below), level)))

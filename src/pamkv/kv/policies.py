@@ -28,6 +28,7 @@ from typing import Literal, Protocol
 import numpy as np
 
 from pamkv.kv.errors import CapacityError
+from pamkv.kv.mapping import kth_smallest
 
 
 @dataclass(frozen=True)
@@ -125,14 +126,14 @@ def cascade(view: PolicyView, key: np.ndarray | Callable[[], np.ndarray], new_ke
         return Placement(np.zeros(count, dtype=np.int64), *_no_moves())
     key = key() if callable(key) else key
     new_tier = np.full(count, -1, dtype=np.int64)
-    moved_to = view.tier.copy()
+    moved: list[tuple[np.ndarray, int]] = []  # existing blocks (view indices) and the tier they land in
     # incoming: ref >= 0 is an existing block (view index), ref < 0 the new block -ref-1
     inc_ref = -np.arange(count, dtype=np.int64) - 1
     inc_key = new_key
     inc_birth = np.asarray(new_birth, dtype=np.int64)
     for t in range(free.size):
         if inc_ref.size <= free[t]:
-            _land(inc_ref, t, new_tier, moved_to)
+            _land(inc_ref, t, new_tier, moved)
             break
         over = inc_ref.size - int(free[t])
         here = np.flatnonzero(view.tier == t)
@@ -142,10 +143,14 @@ def cascade(view: PolicyView, key: np.ndarray | Callable[[], np.ndarray], new_ke
         resident = np.concatenate((np.ones(here.size, np.int64), np.zeros(inc_ref.size, np.int64)))
         leave = _smallest(over, k, resident, birth)
         stay = ~leave
-        _land(ref[stay & (resident == 0)], t, new_tier, moved_to)
+        _land(ref[stay & (resident == 0)], t, new_tier, moved)
         inc_ref, inc_key, inc_birth = ref[leave], k[leave], birth[leave]
-    moved = np.flatnonzero(moved_to != view.tier)
-    return Placement(new_tier, moved, moved_to[moved])
+    if not moved:
+        return Placement(new_tier, *_no_moves())
+    items = np.concatenate([m for m, _ in moved])  # blocks only move down, each lands once
+    dst = np.concatenate([np.full(m.size, t, dtype=np.int64) for m, t in moved])
+    order = np.argsort(items)
+    return Placement(new_tier, items[order], dst[order])
 
 
 def _smallest(m: int, key: np.ndarray, resident: np.ndarray, birth: np.ndarray) -> np.ndarray:
@@ -160,10 +165,10 @@ def _smallest(m: int, key: np.ndarray, resident: np.ndarray, birth: np.ndarray) 
     if m >= key.size:
         mask[:] = True
         return mask
-    kth = np.partition(key, m - 1)[m - 1]
-    if np.isnan(kth):
+    if np.isnan(key).any():
         mask[np.lexsort((birth, resident, key))[:m]] = True
         return mask
+    kth = kth_smallest(key, m - 1)
     mask[key < kth] = True
     tie = np.flatnonzero(key == kth)
     need = m - int(np.count_nonzero(mask))
@@ -181,9 +186,10 @@ def _smallest(m: int, key: np.ndarray, resident: np.ndarray, birth: np.ndarray) 
     return mask
 
 
-def _land(ref: np.ndarray, tier: int, new_tier: np.ndarray, moved_to: np.ndarray) -> None:
+def _land(ref: np.ndarray, tier: int, new_tier: np.ndarray, moved: list[tuple[np.ndarray, int]]) -> None:
     new_tier[-ref[ref < 0] - 1] = tier
-    moved_to[ref[ref >= 0]] = tier
+    if (ref >= 0).any():
+        moved.append((ref[ref >= 0], tier))
 
 
 def _nothing_to_move(view: PolicyView, swaps: bool = True) -> bool:

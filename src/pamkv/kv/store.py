@@ -368,15 +368,14 @@ class TieredKVStore:
         pos = np.asarray(positions, dtype=_I64).ravel()
         reqs = _like(requests, pos)
         slots = self._slots_of(reqs)
-        if pos.size and ((pos < 0).any() or (pos >= self._r_len[slots]).any()):
+        if pos.size and (pos.min() < 0 or (pos >= self._r_len[slots]).any()):
             raise KVStoreError("a token position is outside its request")
-        blk = self._r_table[slots, pos // self.block_tokens]
-        off = pos % self.block_tokens
+        logical, off = np.divmod(pos, self.block_tokens)
+        blk = self._r_table[slots, logical]
         b = self._b
-        dev = b["dev"][blk]
-        slot = b["slot"][blk]
-        bank = (slot + off) % self._tier_banks[b["tier"][blk]]
-        return TokenLocation(blk, off, b["tier"][blk], self.dev_local[dev], b["unit"][blk], bank)
+        tier = b["tier"][blk]
+        bank = (b["slot"][blk] + off) % self._tier_banks[tier]
+        return TokenLocation(blk, off, tier, self.dev_local[b["dev"][blk]], b["unit"][blk], bank)
 
     def _rows_of(self, reqs: np.ndarray) -> np.ndarray:
         """Block-table rows of request ids, -1 for an unknown id (a table indexed by id when the ids are
@@ -413,9 +412,8 @@ class TieredKVStore:
         """Block-table rows of request ids; raises :class:`KVStoreError` for an unknown id."""
         reqs = np.asarray(reqs, dtype=_I64)
         rows = self._rows_of(reqs)
-        bad = rows < 0
-        if bad.any():
-            raise KVStoreError(f"unknown request {int(reqs[bad].flat[0])}")
+        if rows.size and rows.min() < 0:
+            raise KVStoreError(f"unknown request {int(reqs[rows < 0].flat[0])}")
         return rows
 
     def block_table(self, request: int) -> dict[str, np.ndarray]:
@@ -697,11 +695,11 @@ class TieredKVStore:
             twice = bool((sblk[1:] == sblk[:-1]).any())  # some block has two tokens read
             read_blocks = _sorted_unique(sblk) if twice else sblk
         b = self._b
-        dense = self._dense()
-        if bslots.size == len(self._rslot) and dense is not None:  # every request, no gaps: a slice
-            nz = b["nz"][:dense]
+        if bslots.size == len(self._rslot) and 2 * self._nlive >= self._bcap:
+            # every request (the simulator's case) and most ids live: scan them all (0 when unused)
+            nz = b["nz"][: self._bcap]
             one, many = np.flatnonzero(nz == 1), np.flatnonzero(nz > 1)
-        elif bslots.size == len(self._rslot):  # every request (the simulator's case): every live block
+        elif bslots.size == len(self._rslot):  # every request: every live block
             ids = self._live()
             nz = b["nz"][ids]
             one, many = ids[nz == 1], ids[nz > 1]

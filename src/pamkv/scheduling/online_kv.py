@@ -36,6 +36,8 @@ from typing import Literal
 
 import numpy as np
 
+from pamkv.kv.mapping import kth_smallest
+
 
 class ScheduleError(ValueError):
     """The scheduler's input is impossible (shapes, tiers out of range, a tier over its capacity)."""
@@ -106,10 +108,15 @@ def _first_k(key: np.ndarray, items: np.ndarray, k: int) -> np.ndarray:
     """The ``k`` items with the smallest ``key``, ties by item index, in that order."""
     if k <= 0 or items.size == 0:
         return items[:0]
-    if 4 * k < items.size:  # partial selection first; keep every tie of the k-th key
-        kth = np.partition(key, k - 1)[k - 1]
-        keep = key <= kth
-        key, items = key[keep], items[keep]
+    if 4 * k < items.size:  # select first (only the ones below the k-th key are sorted)
+        kth = kth_smallest(key, k - 1)
+        below = key < kth
+        low_items, low_key = items[below], key[below]
+        low = low_items[np.lexsort((low_items, low_key))]
+        tied = items[key == kth]
+        if tied.size > 1 and not (tied[1:] > tied[:-1]).all():
+            tied = np.sort(tied)
+        return np.concatenate((low, tied[: k - low.size]))
     return items[np.lexsort((items, key))[:k]]
 
 
