@@ -182,27 +182,34 @@ def bench_locality(requests: int, prompt: int, steps: int, seed: int) -> None:
               f"{ssd_ddr / half:>14.3%} {int(ever.sum()) * bt / (requests * n):>11.2%}")
 
 
-def sim_spec() -> StoreSpec:
+def sim_spec(hbm_bytes: float = 12192405258.24) -> StoreSpec:
     """The store the simulator builds for the ``pam`` system and llama-3-70b (fp16 KV, 80 layers).
 
     Layouts: the hbm3-pim, ddr4-pim and ssd-pim device presets (PAPER.md Table 1); capacities per device:
     a 16 GB stack less its share of the weights, a 32 GiB DIMM, a 2 TB SSD (as ``pamkv.sim`` derives them).
+    ``hbm_bytes``: KV bytes per HBM stack (smaller: the KV spills into DDR and SSD).
     """
     def tier(name: str, devices: int, cap: float, kind: str, units: int, rows: int, row: int) -> TierSpec:
         return TierSpec(name=name, devices=devices, capacity_bytes=cap, layout=LayoutSpec(
             name=name, kind=kind, units=units, banks_per_unit=4, rows_per_bank=rows, row_bytes=row))  # type: ignore[arg-type]
 
     return StoreSpec(block_tokens=16, token_bytes=4096.0, layers=80, tiers=[
-        tier("hbm", 40, 12192405258.24, "dram", 256, 16384, 1024),
+        tier("hbm", 40, hbm_bytes, "dram", 256, 16384, 1024),
         tier("ddr", 40, 34359738368.0, "dram", 32, 262144, 1024),
         tier("ssd", 8, 2.048e12, "ssd", 8, 3906250, 16384),
     ])
 
 
-def bench_sim_pattern(requests: int, prompt: int, windows: int, seed: int, steps: int = 8) -> None:
-    """Mean time per store call when driven like the simulator (see the module docstring)."""
+def bench_sim_pattern(requests: int, prompt: int, windows: int, seed: int, steps: int = 8,
+                      spill: bool = False) -> None:
+    """Mean time per store call when driven like the simulator (see the module docstring).
+
+    ``spill``: HBM holds a quarter of its KV bytes, so the batch overflows into DDR — every hot new
+    block displaces one downward and the scheduler moves blocks each window.
+    """
     # x, y: what balanced_targets gives the simulator for these tiers (pamkv.sim.build)
-    store = TieredKVStore(sim_spec(), PamPolicy(x=16523.3, y=77.06))
+    spec = sim_spec(12192405258.24 / 4) if spill else sim_spec()
+    store = TieredKVStore(spec, PamPolicy(x=16523.3, y=77.06))
     rng = np.random.default_rng(seed)
     bt = store.block_tokens
     times: dict[str, list[float]] = defaultdict(list)
@@ -246,7 +253,8 @@ def bench_sim_pattern(requests: int, prompt: int, windows: int, seed: int, steps
             next_id += 1
     store.check()
     print(f"\nsimulator pattern: {requests} requests, prompts up to {prompt} tokens, {windows} windows of "
-          f"{steps} decode steps; {int(store.used.sum()):,} blocks live at the end")
+          f"{steps} decode steps; blocks per tier at the end {store.used.tolist()} of {store.capacity.tolist()}; "
+          f"{store.traffic.blocks:,} blocks moved")
     total = 0.0
     for kind, ts in times.items():
         total += sum(ts)
@@ -336,6 +344,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated item counts")
     ap.add_argument("--quick", action="store_true", help="small sizes, small store")
     ap.add_argument("--sim-pattern", action="store_true", help="only the simulator-pattern store benchmark")
+    ap.add_argument("--spill", action="store_true", help="simulator pattern with a KV that overflows HBM")
     ap.add_argument("--record-sim", type=Path, metavar="PATH", help="record one simulation's store calls")
     ap.add_argument("--replay", type=Path, metavar="PATH", help="replay recorded store calls, timed")
     ap.add_argument("--repeat", type=int, default=3, help="replays to take the least time of")
@@ -352,9 +361,9 @@ def main() -> None:
         return
     if args.sim_pattern:
         if args.quick:
-            bench_sim_pattern(64, 2000, 12, args.seed)
+            bench_sim_pattern(64, 2000, 12, args.seed, spill=args.spill)
         else:
-            bench_sim_pattern(256, 5000, 48, args.seed)
+            bench_sim_pattern(256, 5000, 48, args.seed, spill=args.spill)
         return
     sizes = [10_000, 100_000] if args.quick else [int(s) for s in args.sizes.split(",")]
     bench_scheduler(sizes, args.seed)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from pamkv.hardware.layout import DeviceLayout
 from pamkv.kv import (
+    ActivityWindow,
     CapacityError,
     StaticPolicy,
     StoreSpec,
@@ -22,6 +23,7 @@ from pamkv.kv import (
     unit_load,
     waterfill,
 )
+from pamkv.kv.mapping import kth_smallest
 
 
 def greedy(n: int, base: np.ndarray, free: np.ndarray, delta: int, tie: np.ndarray) -> list[int]:
@@ -144,9 +146,53 @@ def test_least_active_mapping_spreads_skewed_load_better_than_naive_mappings() -
 
 
 def test_ssd_tiers_interleave_channels_even_in_activity_mode() -> None:
-    spec = StoreSpec(token_bytes=64, tiers=[TierSpec(  # type: ignore[arg-type]
+    spec = StoreSpec(token_bytes=64, tiers=[TierSpec(
         name="ssd", capacity_blocks=64,
         layout=dict(kind="ssd", units=8, banks_per_unit=4, rows_per_bank=64, row_bytes=16384))])  # type: ignore[arg-type]
     store = TieredKVStore(spec, StaticPolicy())
     store.append([0], 16 * 16)
     assert store.block_table(0)["unit"].tolist() == list(range(8)) * 2
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(20, 600), st.integers(0, 2**32 - 1), st.integers(1, 40), st.booleans())
+def test_waterfill_picks_few_items_among_many_units_like_the_greedy(units: int, seed: int, delta: int,
+                                                                    bounded: bool) -> None:
+    """Few items among many units (only the lowest units are candidates), full units, tied levels."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, int(rng.integers(1, 12)), units) * (rng.random(units) < rng.random())
+    free = rng.integers(0, 4, units) * (rng.random(units) < 0.9)
+    tie = rng.integers(0, 3, units)
+    if free.sum() == 0:
+        return
+    n = int(rng.integers(1, min(int(free.sum()), 90) + 1))
+    got = waterfill(n, base, free, delta, tie, tie_bound=3 if bounded else None)
+    assert got.tolist() == greedy(n, base, free, delta, tie)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 6))
+def test_activity_window_totals_are_the_sum_over_the_window(seed: int, window: int) -> None:
+    rng = np.random.default_rng(seed)
+    act = ActivityWindow(12, window)
+    steps = []
+    for _ in range(int(rng.integers(1, 20))):
+        reads = rng.integers(0, 14, int(rng.integers(0, 30)))  # units 12, 13 lie outside: not counted
+        act.record(reads)
+        steps.append(np.bincount(reads, minlength=14)[:12])
+        want = np.sum(steps[-window:], axis=0)
+        assert np.array_equal(act.totals(), want)
+        assert np.array_equal(act.counts.sum(axis=0), want)
+        assert np.array_equal(act.totals(3, 9), want[3:9])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.booleans())
+def test_kth_smallest_is_the_sorted_kth(seed: int, floats: bool) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 300))
+    ints = rng.integers(0, int(rng.integers(1, 20)), n) * (rng.random(n) < rng.random())
+    ints = ints * int(rng.choice([1, 10**9]))
+    values = ints.astype(float) * 0.1 if floats else ints
+    k = int(rng.integers(0, n))
+    assert kth_smallest(values, k) == np.sort(values)[k]

@@ -89,7 +89,7 @@ def test_two_tier_ratio_rises_toward_target_and_stops_for_a_reason(p: dict[str, 
         assert after > before
     else:
         assert after == before
-    if after < target and (p["max_swaps"] is None or r.swaps < p["max_swaps"]):
+    if after < target and (p["max_swaps"] is None or r.swaps < p["max_swaps"]):  # type: ignore[operator]
         # stopped by the rule: no candidate more important, or the next swap would not raise the ratio
         again = schedule_kv(**{**p, "max_swaps": None})  # type: ignore[arg-type]
         follow = schedule_kv(**{**p, "tier": r.tier, "max_swaps": None})  # type: ignore[arg-type]
@@ -102,7 +102,7 @@ def test_algorithm_2_by_hand() -> None:
     imp = np.array([1.0, 9.0, 2.0, 8.0, 7.0, 0.0])
     tier = np.array([0, 0, 1, 1, 2, 2])
     for method in ("heap", "vector"):
-        r = schedule_kv(imp, tier, [2, 2, 2], pam_targets(4, 2), method=method)  # type: ignore[arg-type]
+        r = schedule_kv(imp, tier, [2, 2, 2], pam_targets(4, 2), method=method)
         assert r.tier.tolist() == [1, 0, 2, 0, 1, 2]
         assert r.swaps == 2 and r.promotions == 0
         assert r.items.tolist() == [0, 2, 3, 4]

@@ -71,8 +71,8 @@ def test_capacity_from_layout_and_alignment_loss() -> None:
     spec = StoreSpec(token_bytes=300, tiers=[TierSpec(name="hbm", layout=layout)])  # type: ignore[arg-type]
     assert spec.capacity_blocks().tolist() == [200]
     # the same device by bytes: raw bytes allow 1.6 MB / 4800 B = 341 blocks, the aligned layout only 200
-    spec = StoreSpec(token_bytes=300, tiers=[TierSpec(  # type: ignore[arg-type]
-        name="hbm", capacity_bytes=layout.capacity_bytes, layout=layout)])
+    spec = StoreSpec(token_bytes=300, tiers=[TierSpec(
+        name="hbm", capacity_bytes=layout.capacity_bytes, layout=layout)])  # type: ignore[arg-type]
     assert spec.capacity_blocks().tolist() == [200]
 
 

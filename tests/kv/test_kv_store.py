@@ -186,7 +186,7 @@ def test_payload_round_trip_survives_migration() -> None:
         parts = store.read(5, layer=layer)
         assert len({(p.tier, p.device) for p in parts}) == len(parts) >= 3
         for p in parts:
-            assert np.array_equal(p.k, k[layer][p.positions]) and np.array_equal(p.v, v[layer][p.positions])
+            assert np.array_equal(p.k, k[layer][p.positions]) and np.array_equal(p.v, v[layer][p.positions])  # type: ignore[arg-type]
     with pytest.raises(KVStoreError, match="payload"):
         TieredKVStore(small_spec()).write_kv(5, [0], 0, k[0][:1], v[0][:1])
 
@@ -228,7 +228,7 @@ def test_same_operations_same_layout() -> None:
 def test_two_hundred_fifty_six_requests_of_8k_tokens() -> None:
     """The store holds 256 x 8192 tokens (131,072 blocks) and runs a decode step over them."""
     layout = dict(units=64, banks_per_unit=4, rows_per_bank=4096, row_bytes=1024)
-    spec = StoreSpec(token_bytes=256, tiers=[  # type: ignore[arg-type]
+    spec = StoreSpec(token_bytes=256, tiers=[
         TierSpec(name="hbm", devices=4, capacity_blocks=8192, layout=layout),  # type: ignore[arg-type]
         TierSpec(name="ddr", devices=4, capacity_blocks=16384, layout=layout),  # type: ignore[arg-type]
         TierSpec(name="ssd", devices=2, capacity_blocks=40000),
