@@ -70,7 +70,7 @@ def make_plan(quick: bool = False, seed: int = 0) -> Plan:
     if quick:
         return Plan(
             quick=True, seed=seed, waves=1,
-            online_models=("qwen2.5-32b", "llama-3-70b", "opt-175b"), online_datasets=("sharegpt",),
+            online_models=("qwen2.5-32b", "llama-3-70b", "opt-175b"), online_datasets=("sharegpt", "wildchat"),
             slos_ms=(100.0, 150.0, 200.0), max_batch=1024, slo_resolution=4,
             offline_points=(("llama-3-70b", 256), ("opt-175b", 16)), offline_datasets=("arxiv-sum", "write-doc"),
             ablation=("llama-3-70b", "write-doc", 256, 512),
@@ -443,7 +443,7 @@ def fig9(runner: Runner, progress: Progress) -> FigureResult:
     if missed:
         notes.append(f"{missed} point(s) where a baseline met the SLO at no batch (inf) were left out of averages.")
     if plan.quick:
-        notes.append("--quick: ShareGPT only, one wave per probe, batches up to 1024, coarse bisection.")
+        notes.append("--quick: ShareGPT and WildChat, one wave per probe, batches up to 1024, coarse bisection.")
     header = ["model", "dataset", "SLO ms"]
     for system in ONLINE_SYSTEMS:
         header += [f"{system} batch", f"{system} tok/s"]
