@@ -1,5 +1,5 @@
 """Configs: pydantic schemas and their YAML presets (models, devices, systems, workloads)."""
 
-from pamkv.config.loader import list_presets, load, preset_dir, read_yaml, validate
+from pamkv.config.loader import line_of, list_presets, load, preset_dir, read_yaml, validate
 
-__all__ = ["list_presets", "load", "preset_dir", "read_yaml", "validate"]
+__all__ = ["line_of", "list_presets", "load", "preset_dir", "read_yaml", "validate"]

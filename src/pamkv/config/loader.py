@@ -31,7 +31,7 @@ def list_presets(kind: str) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
 
 
-def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+def line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
     """1-based line of the YAML node at ``loc``, or of its deepest parent that exists."""
     if node is None:
         return None
@@ -76,7 +76,7 @@ def validate(cls: type[M], data: Any, source: str, node: yaml.Node | None = None
         err = errors[0]
         loc = tuple(err["loc"])
         field = ".".join(str(p) for p in loc) or "(top level)"
-        line = _line_of(node, loc)
+        line = line_of(node, loc)
         where = f"{source}: line {line}" if line else source
         got = err.get("input")
         shown = "" if isinstance(got, dict) or err["type"] == "missing" else f" (got {got!r})"

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from pamkv.config import load, read_yaml, validate
+from pamkv.config import line_of, load, read_yaml, validate
 from pamkv.config.runs import RunConfig
 from pamkv.config.sweeps import SweepConfig
 from pamkv.config.systems import SystemConfig
@@ -62,22 +62,6 @@ class SweepPlan:
     points: list[Point]
     metrics: list[str] | None
     seed: int | None  # the --seed that replaced base.seed, if any
-
-
-def line_of(node: yaml.Node | None, loc: Loc) -> int | None:
-    """1-based line of the YAML node at ``loc`` (or of its deepest existing parent); None without a node."""
-    if node is None:
-        return None
-    for key in loc:
-        child: yaml.Node | None = None
-        if isinstance(node, yaml.MappingNode):
-            child = next((v for k, v in node.value if getattr(k, "value", None) == key), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            child = node.value[key]
-        if child is None:
-            break
-        node = child
-    return int(node.start_mark.line) + 1
 
 
 def load_sweep(path: str | Path, *, seed: int | None = None) -> SweepPlan:
