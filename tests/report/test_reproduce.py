@@ -184,3 +184,24 @@ def test_attention_time_and_kv_energy_are_consistent_on_a_real_run() -> None:
     assert 0 < m["prefill_energy_j"] < m["energy_j"]
     assert 0 < m["kv_energy_j"] < m["energy_j"] - m["prefill_energy_j"]
     assert m["kv_energy_j_per_token"] == pytest.approx(m["kv_energy_j"] / m["output_tokens"])
+
+
+def test_same_seed_same_numbers_and_seed_matters() -> None:
+    run = RunConfig(system="pam", model="llama-3-70b", workload="humaneval", batch=3, requests=3, seed=4)
+    keys = ("decode_throughput_tokens_per_s", "attention_s", "kv_energy_j", "energy_j", "tpot_s_p50")
+    a, b = rp.run_point(run), rp.run_point(run)
+    assert [a[k] for k in keys] == [b[k] for k in keys]
+    c = rp.run_point(run.model_copy(update={"seed": 5}))
+    assert [a[k] for k in keys] != [c[k] for k in keys]
+
+
+def test_cli_rejects_a_file_as_out_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pamkv.cli import main
+
+    target = tmp_path / "taken"
+    target.write_text("x")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["reproduce", "fig13", "--quick", "--out", str(target)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("pamkv: error: --out ") and "not a folder" in err[0]

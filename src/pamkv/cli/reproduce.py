@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pamkv.cli.app import JSON_HELP, SEED_HELP, app
+from pamkv.errors import UserError
 from pamkv.output import write_json
 
 
@@ -46,6 +47,8 @@ def reproduce(
     from pamkv.report.reproduce import reproduce as run_figures
 
     names = check_figures(figures or [])
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a folder")
     plan = make_plan(quick=quick, seed=seed)
     quiet = json_path == "-"
     console = Console(stderr=quiet)
