@@ -764,8 +764,7 @@ def plot(fig: FigureResult) -> Any:
     plain = FuncFormatter(lambda v, _: f"{v:g}")
     if fig.series_log and any(math.isfinite(y) and y > 0 for ys in fig.series.values() for y in ys):
         ax1.set_yscale("log")
-        ax1.yaxis.set_major_formatter(plain)
-        ax1.yaxis.set_minor_formatter(plain)
+        _plain_log(ax1.yaxis, plain)
     ax1.axhline(1.0 if fig.series_log else 0.0, color="grey", lw=0.8)
     ax1.legend(fontsize=8)
     ax1.set_title("ours, per point", fontsize=10)
@@ -785,7 +784,7 @@ def plot(fig: FigureResult) -> Any:
     unit = comps[0].paper.unit if comps else "x"
     if unit == "x":
         ax2.set_xscale("log")
-        ax2.xaxis.set_major_formatter(plain)
+        _plain_log(ax2.xaxis, plain)
     ax2.set_xlabel("speed-up (x)" if unit == "x" else "% lower")
     ax2.plot([], [], color="tab:grey", lw=5, label="paper")
     ax2.plot([], [], color="tab:blue", lw=5, label="ours")
@@ -794,6 +793,15 @@ def plot(fig: FigureResult) -> Any:
     f.suptitle(f"{fig.name}: {fig.title}", fontsize=11)
     f.subplots_adjust(wspace=0.9, bottom=0.3)
     return f
+
+
+def _plain_log(axis: Any, formatter: Any) -> None:
+    """Log axis ticks at 1, 2, 5 x 10^k, labelled as plain numbers, minor ticks unlabelled."""
+    from matplotlib.ticker import LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(formatter)
+    axis.set_minor_formatter(NullFormatter())
 
 
 def write_outputs(figures: dict[str, FigureResult], plan: Plan, out: Path, data: dict[str, Any]) -> Path:
