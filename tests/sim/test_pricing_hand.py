@@ -141,8 +141,9 @@ class ListKV:
         for r in rids.tolist():
             self.held[r] += steps
 
-    def free(self, rid: int) -> None:
-        self.held.pop(rid, None)
+    def free(self, rids: np.ndarray | int) -> None:
+        for r in np.atleast_1d(rids).tolist():
+            self.held.pop(r, None)
 
     def read_shares(self, rids: np.ndarray) -> np.ndarray:
         return np.ones((len(rids), 1))

@@ -8,7 +8,7 @@ the cache runs out. It keeps no clock and prices nothing.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 
@@ -42,6 +42,7 @@ class RequestScheduler:
     ``fits(rid, tokens)`` asks whether ``tokens`` more KV tokens fit in the cache's free capacity;
     within one plan the scheduler passes the running total it has granted so far (KV is only
     allocated when the iteration runs). ``release(rid)`` frees a preempted request's KV.
+    Every operation costs O(requests it touches), not O(queue): the waiting queue is only peeked.
     """
 
     def __init__(self, limits: BatchLimits, fits: Callable[[int, int], bool], release: Callable[[int], None]):
@@ -52,15 +53,26 @@ class RequestScheduler:
         self.running: list[int] = []
         self.prefilled: dict[int, int] = {}
         self.preemptions: dict[int, int] = {}
+        self._partial: list[int] = []  # running requests part-way through a chunked prefill, in order
 
     def add(self, rid: int) -> None:
         """Queue an arrived request."""
         self.waiting.append(rid)
 
-    def finish(self, rid: int) -> None:
-        """Remove a completed request from the running set."""
-        self.running.remove(rid)
-        self.prefilled.pop(rid, None)
+    def finish(self, rids: int | Iterable[int]) -> None:
+        """Remove completed requests from the running set."""
+        done = {rids} if isinstance(rids, int) else set(rids)
+        self.running = [r for r in self.running if r not in done]
+        for r in done:
+            self.prefilled.pop(r, None)
+
+    def _candidates(self) -> Iterator[tuple[int, bool]]:
+        """Requests that may prefill, in order: unfinished chunked prefills, then the waiting queue's
+        head (re-read after each admission); each with whether it is waiting."""
+        for rid in list(self._partial):
+            yield rid, False
+        while self.waiting:
+            yield self.waiting[0], True
 
     def plan(self, prompt_len: Callable[[int], int]) -> Plan:
         """Plan one iteration: prefill waiting requests while budget, batch and capacity allow; else decode.
@@ -70,21 +82,24 @@ class RequestScheduler:
         budget = self.limits.max_tokens_per_iter
         prefill: list[tuple[int, int]] = []
         granted = 0
-        # A request part-way through a chunked prefill continues first.
-        queue = [r for r in self.running if self.prefilled.get(r, 0) < prompt_len(r)] + list(self.waiting)
-        for rid in queue:
-            left = prompt_len(rid) - self.prefilled.get(rid, 0)
-            if rid in self.waiting and len(self.running) >= self.limits.max_batch:
+        for rid, waiting in self._candidates():
+            full = prompt_len(rid)
+            done = self.prefilled.get(rid, 0)
+            if waiting and len(self.running) >= self.limits.max_batch:
                 break
-            take = min(left, budget) if self.limits.chunked_prefill else left
+            take = min(full - done, budget) if self.limits.chunked_prefill else full - done
             if take <= 0 or (take > budget and prefill):
                 break
             if not self._fits(rid, granted + take):
                 break
-            if rid in self.waiting:
+            if waiting:
                 self.waiting.popleft()
                 self.running.append(rid)
-            self.prefilled[rid] = self.prefilled.get(rid, 0) + take
+                if done + take < full:
+                    self._partial.append(rid)
+            elif done + take >= full:
+                self._partial.remove(rid)
+            self.prefilled[rid] = done + take
             prefill.append((rid, take))
             budget -= take
             granted += take
@@ -92,11 +107,12 @@ class RequestScheduler:
                 break
         if prefill:
             return Plan(prefill=prefill, decode=[])
-        decode, preempted = self._decode_set(prompt_len)
+        decode, preempted = self._decode_set()
         return Plan(prefill=[], decode=decode, preempted=preempted)
 
-    def _decode_set(self, prompt_len: Callable[[int], int]) -> tuple[list[int], list[int]]:
-        ready = [r for r in self.running if self.prefilled.get(r, 0) >= prompt_len(r)]
+    def _decode_set(self) -> tuple[list[int], list[int]]:
+        partial = set(self._partial)
+        ready = [r for r in self.running if r not in partial] if partial else list(self.running)
         preempted: list[int] = []
         while ready and not self._fits(-1, len(ready)):
             victim = ready.pop()  # newest first, as vLLM's recompute preemption

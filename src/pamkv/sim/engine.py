@@ -33,7 +33,7 @@ class KVState(Protocol):
     def free_tokens(self) -> int: ...
     def add_tokens(self, rids: np.ndarray, tokens: np.ndarray) -> None: ...
     def add_decode_tokens(self, rids: np.ndarray, steps: int) -> None: ...
-    def free(self, rid: int) -> None: ...
+    def free(self, rids: np.ndarray | int) -> None: ...
     def read_shares(self, rids: np.ndarray) -> np.ndarray: ...
     def window(self) -> np.ndarray: ...
     def occupancy(self) -> np.ndarray: ...
@@ -114,10 +114,11 @@ class Engine:
         # A preempted request recomputes its prompt and what it had generated (vLLM's recompute).
         return int(self.reqs.prompt[rid]) + self.recompute.get(rid, 0)
 
-    def _finish(self, rid: int) -> None:
-        self.reqs.finish[rid] = self.now
-        self.sched.finish(rid)
-        self.kv.free(rid)
+    def _finish(self, rids: np.ndarray) -> None:
+        if rids.size:
+            self.reqs.finish[rids] = self.now
+            self.sched.finish(rids.tolist())
+            self.kv.free(rids)
 
     # --- the loop --------------------------------------------------------------------------------
     def run(self) -> Result:
@@ -162,13 +163,15 @@ class Engine:
         self.prefill_s += seconds
         self.busy += busy
         self.energy_j += energy
+        done = []
         for rid, _ in chunks:
             if self.sched.prefilled[rid] >= self._prompt_len(rid):
                 if np.isnan(self.reqs.first_token[rid]):
                     self.reqs.first_token[rid] = self.now
                 self.reqs.generated[rid] = max(1, self.reqs.generated[rid])
                 if self.reqs.generated[rid] >= self.reqs.output[rid]:
-                    self._finish(rid)
+                    done.append(rid)
+        self._finish(np.asarray(done, dtype=np.int64))
         self._row(start, "prefill", len(chunks), 1, sum(sizes), 0.0)
 
     def _decode(self, rids: np.ndarray, next_arrival: float) -> None:
@@ -204,8 +207,7 @@ class Engine:
         migrated = 0.0
         if opts.schedule_every and self.steps % opts.schedule_every == 0:
             migrated = self._window()
-        for r in rids[reqs.generated[rids] >= reqs.output[rids]]:
-            self._finish(int(r))
+        self._finish(rids[reqs.generated[rids] >= reqs.output[rids]])
         self._row(start, "decode", len(rids), k, int(reads[:k].sum()), migrated)
 
     def _window(self) -> float:

@@ -64,7 +64,14 @@ def make_policy(placement: str, x: float, y: float, balanced: tuple[float, ...] 
 
 
 class SimKV:
-    """Implements the engine's ``KVState`` protocol over a :class:`TieredKVStore`."""
+    """Implements the engine's ``KVState`` protocol over a :class:`TieredKVStore`.
+
+    Per-request state lives in arrays indexed by request id (grown on demand), so a decode segment
+    costs a few array operations whatever the batch. Generated tokens are *placed* in the store at
+    the next scheduling window (at most ``window_steps`` decode steps later), in one append for the
+    whole batch: until then they are counted against capacity (``fits``, ``free_tokens``) and read
+    at the request's current shares, which only change at windows anyway.
+    """
 
     def __init__(
         self,
@@ -81,6 +88,7 @@ class SimKV:
         schedule: bool,
         seed: int,
         window_steps: int = 1,
+        requests: int = 0,
     ) -> None:
         spec = StoreSpec(
             tiers=[TierSpec(name=t.name, devices=t.devices, capacity_bytes=t.capacity_bytes, layout=t.layout)
@@ -103,53 +111,104 @@ class SimKV:
         self.capacity_tokens = int(self.store.capacity.sum()) * block_tokens
         self.rng = np.random.default_rng(seed)
         self.batch = open_batch(locality, self.rng, block_tokens=block_tokens) if locality is not None else None
-        self._in_batch: set[int] = set()
-        self.held: dict[int, int] = {}
-        self._last_shares: dict[int, np.ndarray] = {}
+        ntiers = len(tiers)
+        self.held = np.zeros(requests, dtype=np.int64)
+        """Tokens the engine added per request (placed or pending)."""
+        self.pending = np.zeros(requests, dtype=np.int64)
+        """Generated tokens not yet placed in the store (placed at the next window)."""
+        self.live = np.zeros(requests, dtype=bool)
+        """Requests whose KV is in the store."""
+        self._pending_blocks = 0
+        self._drawn = np.zeros(requests, dtype=np.int64)  # tokens the locality batch holds (0: not in it)
+        self._shares = np.zeros((requests, ntiers))
+        self._has_shares = np.zeros(requests, dtype=bool)
         self._moved = np.zeros(len(self.links))
-        self.imbalance = np.ones(len(tiers))
+        self.imbalance = np.ones(ntiers)
         """Per tier: the busiest bank group's share of a step's reads over an even spread's (>= 1)."""
         unit_off = self.store.unit_off
         first_dev = np.concatenate(([0], np.cumsum([t.devices for t in tiers])))
         width = max(t.devices for t in tiers)
-        self._unit_base = np.zeros((len(tiers), width), dtype=np.int64)
+        self._unit_base = np.zeros((ntiers, width), dtype=np.int64)
         for t, plan in enumerate(tiers):
             self._unit_base[t, : plan.devices] = unit_off[first_dev[t] : first_dev[t] + plan.devices]
         self._tier_unit_first = unit_off[first_dev[:-1]]
         self._tier_units = unit_off[first_dev[1:]] - unit_off[first_dev[:-1]]
 
+    def _grow(self, rid_max: int) -> None:
+        """Make the per-request arrays hold ids up to ``rid_max``."""
+        n = self.held.size
+        if rid_max < n:
+            return
+        size = max(rid_max + 1, 2 * n, 64)
+        for name in ("held", "pending", "live", "_drawn", "_has_shares"):
+            old = getattr(self, name)
+            new = np.zeros(size, dtype=old.dtype)
+            new[:n] = old
+            setattr(self, name, new)
+        shares = np.zeros((size, self._shares.shape[1]))
+        shares[:n] = self._shares
+        self._shares = shares
+
     # --- capacity ----------------------------------------------------------------------------------
+    def _free_blocks(self) -> int:
+        """Blocks not taken by placed tokens nor promised to pending ones."""
+        return int(self.store.free_blocks().sum()) - self._pending_blocks
+
     def fits(self, rid: int, tokens: int) -> bool:
         """Whether ``tokens`` more tokens fit (block-rounded, one partial block per request of slack)."""
-        free = int(self.store.free_blocks().sum()) * self.block_tokens
-        return tokens + self.block_tokens <= free
+        return tokens + self.block_tokens <= self._free_blocks() * self.block_tokens
 
     def free_tokens(self) -> int:
         """Tokens that still fit, leaving each running request's partial block as slack."""
-        return max(0, int(self.store.free_blocks().sum()) * self.block_tokens - self.block_tokens * len(self.held))
+        nlive = int(np.count_nonzero(self.live))
+        return max(0, self._free_blocks() * self.block_tokens - self.block_tokens * nlive)
 
     # --- growth ------------------------------------------------------------------------------------
     def add_tokens(self, rids: np.ndarray, tokens: np.ndarray) -> None:
         """Append prompt (or recomputed) tokens, ``tokens[i]`` to request ``rids[i]``; placed by the policy."""
+        if rids.size:
+            self._grow(int(rids.max()))
+        if self.pending[rids].any():
+            self._flush()
         self.store.append(rids, tokens)
-        for r, n in zip(rids.tolist(), tokens.tolist(), strict=True):
-            self.held[r] = self.held.get(r, 0) + n
+        self.held[rids] += tokens
+        self.live[rids] = True
 
     def add_decode_tokens(self, rids: np.ndarray, steps: int) -> None:
-        """Append ``steps`` generated tokens to each request of the decode batch."""
-        self.store.append(rids, np.full(len(rids), steps, dtype=np.int64))
-        for r in rids.tolist():
-            self.held[r] += steps
+        """Count ``steps`` generated tokens for each request of the decode batch (placed at the next window)."""
+        bt = self.block_tokens
+        held = self.held[rids]
+        self._pending_blocks += int((-(-(held + steps) // bt) + held // -bt).sum())
+        self.held[rids] = held + steps
+        self.pending[rids] += steps
 
-    def free(self, rid: int) -> None:
-        """Release a finished or preempted request's blocks and its locality stream."""
-        if rid in self.held:
-            self.store.free([rid])
-            del self.held[rid]
-        if rid in self._in_batch and self.batch is not None:
-            self.batch.remove(rid)
-            self._in_batch.discard(rid)
-        self._last_shares.pop(rid, None)
+    def _flush(self) -> None:
+        """Place every pending generated token (one store append for all requests)."""
+        rids = np.flatnonzero(self.pending)
+        if rids.size:
+            self.store.append(rids, self.pending[rids])
+            self.pending[rids] = 0
+        self._pending_blocks = 0
+
+    def free(self, rids: np.ndarray | int) -> None:
+        """Release finished or preempted requests' blocks (pending tokens too) and their locality streams."""
+        ids = np.atleast_1d(np.asarray(rids, dtype=np.int64))
+        ids = ids[ids < self.held.size]
+        ids = ids[self.live[ids]]
+        if ids.size == 0:
+            return
+        bt = self.block_tokens
+        held, pend = self.held[ids], self.pending[ids]
+        self._pending_blocks -= int((-(-held // bt) + (held - pend) // -bt).sum())
+        self.store.free(ids)
+        if self.batch is not None:
+            for r in ids[self._drawn[ids] > 0].tolist():
+                self.batch.remove(r)
+        self.held[ids] = 0
+        self.pending[ids] = 0
+        self.live[ids] = False
+        self._drawn[ids] = 0
+        self._has_shares[ids] = False
 
     # --- accesses ----------------------------------------------------------------------------------
     def _budget_blocks(self, tokens: np.ndarray) -> np.ndarray:
@@ -161,35 +220,37 @@ class SimKV:
         return np.maximum(1, np.ceil(chosen / self.block_tokens)).astype(np.int64)
 
     def _selection(self, rids: np.ndarray, steps: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Selected (request, first position of each selected block, block mass) of one step per request.
+        """Selected (index into ``rids``, first position of each selected block, block mass) of one step.
 
         One entry per selected block: its first token carries the block's whole mass, so the store's
         block importance (the sum over its tokens) and per-token density are the same as when the mass
         is spread over the block's tokens, at 1/16 of the cost. All requests at once: the locality
-        batch steps every context in one call, and the per-request top-k is one segmented sort.
+        batch steps every context in one call, and the per-request top-k is one segmented sort. Only
+        placed tokens are drawn (the window places pending ones first).
         """
         bt = self.block_tokens
-        n = np.fromiter((self.held[r] for r in rids.tolist()), dtype=np.int64, count=rids.size)
+        n = self.held[rids] - self.pending[rids]
         nblocks = -(-n // bt)
         seg = np.repeat(np.arange(rids.size), nblocks)
-        offsets = np.concatenate(([0], np.cumsum(nblocks)))
+        offsets = np.zeros(rids.size + 1, dtype=np.int64)
+        np.cumsum(nblocks, out=offsets[1:])
         if self.batch is None or self.ratio <= 1:
             mass = 1.0 / nblocks[seg]
             chosen = np.arange(seg.size)
         else:
-            for r, tokens in zip(rids.tolist(), n.tolist(), strict=True):
-                if r not in self._in_batch:
-                    self.batch.add(r, tokens)
-                    self._in_batch.add(r)
-            grow = n - self.batch.tokens(rids)
-            if (grow > 0).any():
+            drawn = self._drawn[rids]
+            for i in np.flatnonzero(drawn == 0).tolist():
+                self.batch.add(int(rids[i]), int(n[i]))
+            grow = np.where(drawn > 0, n - drawn, 0)
+            if grow.any():
                 self.batch.append(rids[grow > 0], grow[grow > 0])
+            self._drawn[rids] = n
             mass = self.batch.step(rids, steps=steps)[0][0]
             order = np.lexsort((-mass, seg))  # by request, most mass first
             rank = np.arange(seg.size) - offsets[seg[order]]
             chosen = order[rank < self._budget_blocks(n)[seg[order]]]
         owner = seg[chosen]
-        return rids[owner], (chosen - offsets[owner]) * bt, mass[chosen]
+        return owner, (chosen - offsets[owner]) * bt, mass[chosen]
 
     def read_shares(self, rids: np.ndarray) -> np.ndarray:
         """Share of each request's selected tokens held by each tier, ``[len(rids), tiers]``.
@@ -197,32 +258,26 @@ class SimKV:
         Uses the selection of the last window where there is one (the shares between windows), else
         draws one (a request that just joined the batch).
         """
-        out = np.empty((len(rids), len(self.tier_names)))
-        todo = []
-        for i, r in enumerate(rids.tolist()):
-            cached = self._last_shares.get(r)
-            if cached is None:
-                todo.append(i)
-            else:
-                out[i] = cached
-        if todo:
+        todo = ~self._has_shares[rids]
+        if todo.any():
             fresh = rids[todo]
-            reqs, pos, _ = self._selection(fresh)
-            out[todo] = self._shares(fresh, reqs, pos)
-        return out
+            owner, pos, _ = self._selection(fresh)
+            self._shares[fresh] = self._tier_shares(fresh, owner, pos)
+            self._has_shares[fresh] = True
+        return self._shares[rids]
 
-    def _shares(self, rids: np.ndarray, reqs: np.ndarray, pos: np.ndarray, whole_batch: bool = False) -> np.ndarray:
+    def _tier_shares(self, rids: np.ndarray, owner: np.ndarray, pos: np.ndarray,
+                     whole_batch: bool = False) -> np.ndarray:
+        """Per request (``rids``), the share of its selected tokens (``rids[owner[i]]``, ``pos[i]``) per tier."""
         ntiers = len(self.tier_names)
-        out = np.zeros((len(rids), ntiers))
-        if reqs.size == 0:
+        if owner.size == 0:
+            out = np.zeros((len(rids), ntiers))
             out[:, 0] = 1.0
             return out
-        loc = self.store.locate(reqs, pos)
+        loc = self.store.locate(rids[owner], pos)
         if whole_batch:  # a subset's reads say little about how the whole step spreads
             self._measure_imbalance(loc.tier, loc.device, loc.unit)
-        order = np.argsort(rids, kind="stable")
-        row = order[np.searchsorted(rids[order], reqs)]
-        counts = np.bincount(row * ntiers + loc.tier, minlength=len(rids) * ntiers).reshape(len(rids), ntiers)
+        counts = np.bincount(owner * ntiers + loc.tier, minlength=len(rids) * ntiers).reshape(len(rids), ntiers)
         return counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
 
     def _measure_imbalance(self, tier: np.ndarray, device: np.ndarray, unit: np.ndarray) -> None:
@@ -243,19 +298,21 @@ class SimKV:
             self.imbalance[t] = busiest / ideal
 
     def window(self) -> np.ndarray:
-        """One scheduling window: observe a step's selection, run the policy's moves; bytes per link.
+        """One scheduling window: place pending tokens, observe a step's selection, run the policy's
+        moves; bytes per link.
 
         The bytes include every move since the last window: the scheduler's, and the displacements
         the policy made to place new blocks.
         """
-        rids = np.asarray(sorted(self.held), dtype=np.int64)
+        self._flush()
+        rids = np.flatnonzero(self.live)
         if rids.size:
-            reqs, pos, score = self._selection(rids, self.window_steps)
+            owner, pos, score = self._selection(rids, self.window_steps)
             if self.frequency_blind:
                 score = np.ones_like(score)
-            self.store.observe(rids, reqs, pos, score)
-            shares = self._shares(rids, reqs, pos, whole_batch=True)
-            self._last_shares = {r: shares[i] for i, r in enumerate(rids.tolist())}
+            self.store.observe(rids, rids[owner], pos, score)
+            self._shares[rids] = self._tier_shares(rids, owner, pos, whole_batch=True)
+            self._has_shares[rids] = True
             if self.schedule:
                 self.store.schedule()
         moved = np.array([t.bytes if (t := self.store.traffic.links.get(n)) else 0.0 for n in self.links])
@@ -263,10 +320,10 @@ class SimKV:
         return delta
 
     def occupancy(self) -> np.ndarray:
-        """Tokens held per tier."""
+        """Tokens placed per tier (generated tokens count from the window that places them)."""
         return self.store.tier_tokens.copy()
 
     def tokens_lost(self) -> int:
-        """Tokens the engine added but the store no longer holds (0 unless a bug)."""
-        held = sum(self.held.values())
+        """Tokens the engine added but the store neither holds nor has pending (0 unless a bug)."""
+        held = int(self.held.sum()) - int(self.pending.sum())
         return abs(held - int(self.store.tier_tokens.sum()))
