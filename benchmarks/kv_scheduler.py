@@ -262,8 +262,13 @@ def bench_sim_pattern(requests: int, prompt: int, windows: int, seed: int, steps
     print(f"{'all calls':>17}: {total:.2f} s")
 
 
-def record_sim(path: Path, system: str, model: str, workload: str, batch: int | None) -> None:
-    """Run one simulation and pickle every call it makes to its store (with copies of the arguments)."""
+def record_sim(path: Path, system: str, model: str, workload: str, batch: int | None,
+               requests: int | None = None) -> None:
+    """Run one simulation and pickle every call it makes to its store (with copies of the arguments).
+
+    ``batch``: offline batch (``None``: online serving at the workload's arrival rate); ``requests``: the
+    first N requests of the workload (``None``: the run's default).
+    """
     from pamkv.config.runs import RunConfig
     from pamkv.kv import store as kv_store
     from pamkv.sim import simulate
@@ -288,7 +293,7 @@ def record_sim(path: Path, system: str, model: str, workload: str, batch: int | 
     for name in orig:
         setattr(cls, name, wrap(name))
     try:
-        simulate(RunConfig(system=system, model=model, workload=workload, batch=batch))
+        simulate(RunConfig(system=system, model=model, workload=workload, batch=batch, requests=requests))
     finally:
         for name, fn in orig.items():
             setattr(cls, name, fn)
@@ -351,10 +356,12 @@ def main() -> None:
     ap.add_argument("--system", default="pam", help="system of the recorded simulation")
     ap.add_argument("--model", default="llama-3-70b", help="model of the recorded simulation")
     ap.add_argument("--workload", default="arxiv-sum", help="workload of the recorded simulation")
-    ap.add_argument("--batch", type=int, default=256, help="offline batch of the recorded simulation")
+    ap.add_argument("--batch", type=int, default=256,
+                    help="offline batch of the recorded simulation (0: online serving)")
+    ap.add_argument("--requests", type=int, default=None, help="first N requests of the recorded simulation")
     args = ap.parse_args()
     if args.record_sim:
-        record_sim(args.record_sim, args.system, args.model, args.workload, args.batch)
+        record_sim(args.record_sim, args.system, args.model, args.workload, args.batch or None, args.requests)
         return
     if args.replay:
         replay(args.replay, args.repeat)

@@ -42,11 +42,18 @@ class ActivityWindow:
 
     def record(self, units: np.ndarray) -> None:
         """Add one step: ``units`` lists the (global) unit of every token read this step."""
-        row = self.step % self.counts.shape[0]
         units = np.asarray(units, dtype=np.int64)
         if units.size and units.min() < 0:
             raise ValueError("unit indices must be non-negative")
-        units = units[units < self.counts.shape[1]]
+        self.shift(units[units < self.counts.shape[1]])
+
+    def shift(self, units: np.ndarray) -> np.ndarray:
+        """:meth:`record` for ``units`` already known to be valid unit indices (int64, unchecked, kept).
+
+        Returns the units of the step that left the window (one entry per token read then): their
+        totals dropped by one each, as those of ``units`` rose.
+        """
+        row = self.step % self.counts.shape[0]
         old = self._read[row]
         counts = self.counts[row]
         np.subtract.at(self._totals, old, 1)
@@ -55,10 +62,15 @@ class ActivityWindow:
         np.add.at(self._totals, units, 1)
         self._read[row] = units
         self.step += 1
+        return old
 
     def totals(self, lo: int = 0, hi: int | None = None) -> np.ndarray:
         """Tokens read per unit over the window, int64 ``[units]`` (a copy; units ``lo..hi-1`` if given)."""
         return self._totals[lo:hi].copy()
+
+    def at(self, units: np.ndarray) -> np.ndarray:
+        """Tokens read over the window by each of ``units`` (int64 indices), a new array."""
+        return self._totals[units]
 
 
 def waterfill(n: int, base: np.ndarray, free: np.ndarray, delta: int, tie: np.ndarray,
@@ -100,6 +112,15 @@ def waterfill(n: int, base: np.ndarray, free: np.ndarray, delta: int, tie: np.nd
         units = np.flatnonzero(live)
         return units[_greedy(n, base[units], free[units], delta, tie[units])]
     return _greedy(n, base, free, delta, tie)
+
+
+def waterfill_candidates(n: int, base: np.ndarray, free: np.ndarray, delta: int, tie: np.ndarray) -> np.ndarray:
+    """:func:`waterfill` for ``n`` items over its candidates only: the ``n`` units lowest by ``(base, tie,
+    unit)`` among those with room (``free > 0``), given in ascending unit order. Returns positions in
+    the given units, int64 ``[n]`` (what ``waterfill`` picks among many units, once the caller has found
+    its candidates by other means)."""
+    return _greedy(n, np.asarray(base, dtype=np.int64), np.asarray(free, dtype=np.int64), max(1, int(delta)),
+                   np.asarray(tie))
 
 
 _HEAP_ITEMS = 64  # up to this many items a heap beats the vectorised bisection (per-call overhead)

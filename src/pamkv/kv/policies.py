@@ -153,6 +153,15 @@ def cascade(view: PolicyView, key: np.ndarray | Callable[[], np.ndarray], new_ke
     return Placement(new_tier, items[order], dst[order])
 
 
+def _all_on_top(view: PolicyView, count: int) -> Placement | None:
+    """What :func:`cascade` returns when ``count`` new blocks fit in the top tier's free room (all go
+    there, nothing moves), computed without their keys; ``None`` when they do not fit there."""
+    free = view.free
+    if count <= free[0] and count <= free.sum():
+        return Placement(np.zeros(count, dtype=np.int64), *_no_moves())
+    return None
+
+
 def _smallest(m: int, key: np.ndarray, resident: np.ndarray, birth: np.ndarray) -> np.ndarray:
     """Mask of the first ``m`` entries of ``np.lexsort((birth, resident, key))``, found by selection.
 
@@ -244,6 +253,8 @@ class PamPolicy:
 
     def place(self, view: PolicyView, new: NewBlocks) -> Placement:
         """Hot new blocks (sink, recent window) displace the least important blocks downward."""
+        if (on_top := _all_on_top(view, len(new))) is not None:
+            return on_top
         hot = (new.logical == 0) | (new.tail - new.logical < self.hot_new_blocks)
         return cascade(view, lambda: _density(view), np.where(hot, math.inf, 0.0), new.birth)
 
@@ -311,6 +322,8 @@ class RecentWindowPolicy:
 
     def place(self, view: PolicyView, new: NewBlocks) -> Placement:
         """New blocks displace the blocks farthest from their request's end."""
+        if (on_top := _all_on_top(view, len(new))) is not None:
+            return on_top
         return cascade(view, lambda: (view.logical - view.tail).astype(np.float64),
                        (new.logical - new.tail).astype(np.float64), new.birth)
 

@@ -25,6 +25,7 @@ totals are kept, not searched for). The results are exactly those of recomputing
 
 from __future__ import annotations
 
+import heapq
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,12 +34,13 @@ import numpy as np
 
 from pamkv.hardware.layout import UnitLoad
 from pamkv.kv.errors import CapacityError, InvariantError, KVStoreError, PlanError
-from pamkv.kv.mapping import ActivityWindow, round_robin, sequential, unit_load, waterfill
+from pamkv.kv.mapping import ActivityWindow, round_robin, sequential, unit_load, waterfill, waterfill_candidates
 from pamkv.kv.migration import LinkTraffic, MigrationPlan, MigrationReport, link_name
 from pamkv.kv.policies import LayeredPolicy, NewBlocks, PlacementPolicy, PolicyView
 from pamkv.kv.spec import StoreSpec
 
 _I64 = np.int64
+_FULL = 2**62  # added to the rank key of a unit with no free slot: it ranks after every unit with room
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,9 @@ def _like(requests: np.ndarray | Sequence[int] | int, positions: np.ndarray) -> 
 
 
 def _ceil_div(a: np.ndarray, b: int) -> np.ndarray:
+    """``ceil(a / b)`` for integers ``a`` and ``b > 0`` (a shift when ``b`` is a power of two)."""
+    if b & (b - 1) == 0:
+        return (a + (b - 1)) >> (b.bit_length() - 1)
     return -(-a // b)
 
 
@@ -123,6 +128,9 @@ def _merge_sorted(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _ranges(starts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(owner index, value) pairs for the concatenated ranges ``starts[i] .. starts[i]+counts[i]-1``."""
+    if counts.size == 1:  # one request (a prefill)
+        first, count = int(starts[0]), int(counts[0])
+        return np.zeros(count, dtype=_I64), np.arange(first, first + count, dtype=_I64)
     if counts.size and counts.max() <= 1:  # ranges of at most one value (a decode step)
         owner = np.flatnonzero(counts)
         return owner, starts[owner]
@@ -170,6 +178,7 @@ class TieredKVStore:
         self.tier_names = [t.name for t in spec.tiers]
         self.geometry = [spec.geometry(i) for i in range(len(spec.tiers))]
         self.capacity = spec.capacity_blocks()
+        self._capacity_total = int(self.capacity.sum())
         ntiers = len(spec.tiers)
 
         dev_tier, dev_local, dev_units = [], [], []
@@ -203,6 +212,7 @@ class TieredKVStore:
             own[np.arange(geo.max_unit_slots)[None, :] >= geo.unit_slots[:, None]] = -2
             self._owner.append(own)
         self.activity = ActivityWindow(int(self.unit_off[-1]), spec.window)
+        self._init_rank_keys(first_dev, spec.window)
         self._tier_banks = np.array([g.layout.banks_per_unit for g in self.geometry], dtype=_I64)
         self._rr = [0] * ntiers
 
@@ -228,12 +238,51 @@ class TieredKVStore:
         self._by_id: np.ndarray | None = np.zeros(0, dtype=_I64)  # row of each request id (-1: none) while
         # the ids are small non-negative integers (None: use the sorted index)
         self._rcap = 0
+        self._free_rows: list[int] = []  # heap of the block-table rows no request holds
         self._r_id = np.zeros(0, dtype=_I64)
         self._r_len = np.zeros(0, dtype=_I64)
         self._r_nb = np.zeros(0, dtype=_I64)
         self._r_table = np.full((0, 1), -1, dtype=_I64)
         self._grow_blocks(64)
         self._grow_requests(8, 1)
+
+    def _init_rank_keys(self, first_dev: np.ndarray, window: int) -> None:
+        """Per unit, the key the activity mapping ranks it by, kept up to date (see :meth:`_least_active`).
+
+        ``(window reads, blocks held, index in its tier)`` packed into one int64 — reads times
+        ``bound * span``, blocks times ``span``, plus the index, where ``span`` is the tier's unit count and
+        ``bound`` exceeds any unit's slots — plus :data:`_FULL` when the unit has no free slot. Kept by
+        exact integer updates (wrapping, so exact modulo 2**64); a tier's keys are used only while its
+        window reads bound every key below 2**62. Also kept: tokens read per tier over the window.
+        """
+        ntiers = len(self.geometry)
+        tier_u0 = self.unit_off[first_dev]
+        self._tier_units = [(int(tier_u0[t]), int(tier_u0[t + 1])) for t in range(ntiers)]
+        unit_tier = self.dev_tier[self.unit_dev]
+        span = np.diff(tier_u0)[unit_tier]
+        bound = np.array([g.max_unit_slots + 1 for g in self.geometry], dtype=_I64)[unit_tier]
+        self._key_used = span
+        self._key_read = bound * span
+        self._key_index = np.arange(unit_tier.size, dtype=_I64) - tier_u0[unit_tier]
+        self._unit_in_dev = np.arange(unit_tier.size, dtype=_I64) - self.unit_off[self.unit_dev]
+        self._ukey = self._fresh_keys(np.arange(unit_tier.size, dtype=_I64))
+        self._tier_reads = np.zeros(ntiers, dtype=_I64)
+        self._read_ring = np.zeros((window, ntiers), dtype=_I64)  # per step of the window: tokens read per tier
+        self._tier_bound = [g.max_unit_slots + 1 for g in self.geometry]
+        # per tier: (start bank, row, column) of every slot of a unit, when units are small enough to tabulate
+        self._slot_table = [g.slot_position(np.arange(g.max_unit_slots)) if g.max_unit_slots <= 1 << 16 else None
+                            for g in self.geometry]
+        self._guess = [-1] * ntiers  # per tier: a key value with somewhat more than the next call's units below it
+        # SSD tiers interleave channels even under the activity mapping (PAPER.md §6.1)
+        mapping = self.spec.mapping
+        self._tier_mapping = ["round-robin" if mapping == "activity" and t.kind == "ssd" else mapping
+                              for t in self.spec.tiers]
+
+    def _fresh_keys(self, units: np.ndarray) -> np.ndarray:
+        """The rank keys of ``units`` computed from scratch (what :attr:`_ukey` keeps)."""
+        used = self.unit_used[units]
+        key = self.activity.at(units) * self._key_read[units] + used * self._key_used[units] + self._key_index[units]
+        return key + np.where(used >= self.unit_cap[units], _FULL, 0)
 
     # --- sizes and growth --------------------------------------------------------------------------
 
@@ -283,6 +332,8 @@ class TieredKVStore:
             self._r_id = np.concatenate((self._r_id, np.full(pad, -1, dtype=_I64)))
             self._r_len = np.concatenate((self._r_len, np.zeros(pad, dtype=_I64)))
             self._r_nb = np.concatenate((self._r_nb, np.zeros(pad, dtype=_I64)))
+            for row in range(self._rcap, nr):  # ascending: a valid heap extended
+                heapq.heappush(self._free_rows, row)
             self._rcap = nr
 
     # --- queries ----------------------------------------------------------------------------------
@@ -382,7 +433,8 @@ class TieredKVStore:
         small non-negative integers, else a search in the sorted id list)."""
         reqs = np.asarray(reqs, dtype=_I64)
         by_id = self._by_id
-        if by_id is not None and reqs.size and reqs.min() >= 0 and reqs.max() < by_id.size:
+        # as unsigned, a negative id is huge: one maximum checks 0 <= id < size
+        if by_id is not None and reqs.size and reqs.view(np.uint64).max() < by_id.size:
             return by_id[reqs]
         if self._index is None:
             ids = np.array(sorted(self._rslot), dtype=_I64)
@@ -483,13 +535,15 @@ class TieredKVStore:
 
     def _batch(self, requests: Sequence[int] | np.ndarray | int,
                counts: Sequence[int] | np.ndarray | int) -> tuple[np.ndarray, np.ndarray]:
-        reqs = np.atleast_1d(np.asarray(requests, dtype=_I64))
-        cnt = np.array(counts, dtype=_I64)
+        reqs = np.asarray(requests, dtype=_I64)
+        if reqs.ndim == 0:
+            reqs = reqs.reshape(1)
+        cnt = np.asarray(counts, dtype=_I64)
         if cnt.shape != reqs.shape:
             cnt = np.broadcast_to(cnt, reqs.shape).copy()
         if reqs.ndim != 1 or (reqs.size > 1 and not (reqs[1:] > reqs[:-1]).all() and _has_duplicates(reqs)):
             raise KVStoreError("requests of one batch must be distinct ids")
-        if (cnt < 0).any():
+        if cnt.size and cnt.min() < 0:
             raise KVStoreError("token counts must be non-negative")
         return reqs, cnt
 
@@ -502,59 +556,21 @@ class TieredKVStore:
         """
         reqs, cnt = self._batch(requests, counts)
         bt = self.block_tokens
-        ntiers = self.capacity.size
         known = self._rows_of(reqs)
-        cur = np.where(known >= 0, self._r_len[np.maximum(known, 0)], 0)
+        unknown = bool(known.size) and int(known.min()) < 0
+        cur = self._r_len[known]
+        if unknown:
+            cur[known < 0] = 0
         new = cur + cnt
         nb0, nb1 = _ceil_div(cur, bt), _ceil_div(new, bt)
         need = nb1 - nb0
         k = int(need.sum())
         if k:
             owner, logical = _ranges(nb0, need)
-            births = self._birth + np.arange(k, dtype=_I64)
-            free = int((self.capacity - self.used).sum())
-            if k > free:
-                raise CapacityError(f"{k} new blocks do not fit: {free} free")
-
-            def lengths() -> np.ndarray:  # blocks per block-table row after this append (the view's tail)
-                after = self._r_nb.copy()
-                after[known[known >= 0]] = nb1[known >= 0]
-                return after
-
-            placed = self.policy.place(self._deferred_view(lengths), NewBlocks(logical, nb1[owner] - 1, births))
-            new_tier = np.asarray(placed.tier, dtype=_I64)
-            if new_tier.shape != (k,):
-                raise PlanError(f"policy '{self.policy.name}' returned bad tiers for {k} new blocks")
-            t_lo, t_hi = int(new_tier.min()), int(new_tier.max())
-            if t_lo < 0 or t_hi >= ntiers:
-                raise PlanError(f"policy '{self.policy.name}' returned bad tiers for {k} new blocks")
-            moved = np.asarray(placed.moved, dtype=_I64)
-            moved_to = np.asarray(placed.moved_to, dtype=_I64)
-            if moved.size or moved_to.size:
-                moves = self._validate(self._live()[moved] if moved.size else moved, None, moved_to,
-                                       extra=new_tier)
-            else:
-                if t_lo == t_hi:
-                    after = self.used.copy()
-                    after[t_lo] += k
-                else:
-                    after = self.used + np.bincount(new_tier, minlength=ntiers)
-                self._check_room(after)
-                moves = (moved, moved_to)
-
-        if (known < 0).any():
-            for i in np.flatnonzero(known < 0).tolist():  # new requests get a row of the block table
-                free_rows = np.flatnonzero(self._r_id[: self._rcap] < 0)
-                if free_rows.size == 0:
-                    self._grow_requests(self._rcap + 1, 1)
-                    free_rows = np.flatnonzero(self._r_id < 0)
-                known[i] = int(free_rows[0])
-                self._rslot[int(reqs[i])] = int(known[i])
-                self._index = None
-                self._set_row(int(reqs[i]), int(known[i]))
-                self._r_id[known[i]] = reqs[i]
-                self._r_len[known[i]] = 0
-                self._r_nb[known[i]] = 0
+            births = np.arange(self._birth, self._birth + k, dtype=_I64)
+            new_tier, moves = self._placement(known, nb1, owner, logical, births)
+        if unknown:
+            self._add_rows(reqs, known)
         b = self._b
         if k:
             if moves[0].size:
@@ -563,34 +579,83 @@ class TieredKVStore:
             b["rslot"][ids] = known[owner]
             b["logical"][ids] = logical
             b["birth"][ids] = births
-            b["fill"][ids] = 0
+            # filled before placing: placement counts their tokens in the tier (after choosing units)
+            b["fill"][ids] = np.minimum(bt, new[owner] - logical * bt)
             b["nz"][ids] = 0
             self._imp[ids] = 0.0
             self._bimp[ids] = 0.0
-            if t_lo == t_hi:
+            t_lo = int(new_tier[0])
+            if new_tier.size == 1 or (new_tier == t_lo).all():
                 self._place(ids, t_lo)
             else:
-                for t in range(ntiers):
+                for t in range(self.capacity.size):
                     self._place(ids[new_tier == t], t)
-            self._grow_requests(self._rcap, int(nb1.max()))
+            if int(nb1.max()) > self._r_table.shape[1]:
+                self._grow_requests(self._rcap, int(nb1.max()))
             self._r_table[known[owner], logical] = ids
-
-        # fill every block the new tokens touch: the old partly filled last block, then the new ones
-        part = (cur % bt != 0) & (cnt > 0)
-        first = cur[part] // bt
-        blk = self._r_table[known[part], first]
-        fill = np.minimum(bt, new[part] - first * bt)
-        if k:
-            blk = np.concatenate((blk, ids))
-            fill = np.concatenate((fill, np.minimum(bt, new[owner] - logical * bt)))
-        if blk.size:
-            self.tier_tokens += np.bincount(b["tier"][blk], weights=fill - b["fill"][blk],
-                                            minlength=ntiers).astype(_I64)
+        # the old partly filled last blocks the new tokens reach
+        part = np.flatnonzero((cur & (bt - 1) if bt & (bt - 1) == 0 else cur % bt) != 0)
+        if part.size:
+            part = part[cnt[part] > 0]
+            blk = self._r_table[known[part], nb0[part] - 1]
+            fill = np.minimum(bt, new[part] - (nb0[part] - 1) * bt)
+            np.add.at(self.tier_tokens, b["tier"][blk], fill - b["fill"][blk])
             b["fill"][blk] = fill
         self._r_len[known] = new
         self._r_nb[known] = nb1
         self._birth += k
         return cur
+
+    def _placement(self, known: np.ndarray, nb1: np.ndarray, owner: np.ndarray, logical: np.ndarray,
+                   births: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        """The policy's tiers for new blocks (request rows ``known[owner]``, indices ``logical``, allocation
+        order ``births``; requests then hold ``nb1`` blocks) and the validated moves that make room.
+        Changes nothing; raises :class:`CapacityError` or :class:`PlanError`."""
+        k = owner.size
+        ntiers = self.capacity.size
+        free = int(self._capacity_total) - int(self.used.sum())
+        if k > free:
+            raise CapacityError(f"{k} new blocks do not fit: {free} free")
+
+        def lengths() -> np.ndarray:  # blocks per block-table row after this append (the view's tail)
+            after = self._r_nb.copy()
+            after[known[known >= 0]] = nb1[known >= 0]
+            return after
+
+        placed = self.policy.place(self._deferred_view(lengths), NewBlocks(logical, nb1[owner] - 1, births))
+        new_tier = np.asarray(placed.tier, dtype=_I64)
+        if new_tier.shape != (k,):
+            raise PlanError(f"policy '{self.policy.name}' returned bad tiers for {k} new blocks")
+        t_lo, t_hi = int(new_tier.min()), int(new_tier.max())
+        if t_lo < 0 or t_hi >= ntiers:
+            raise PlanError(f"policy '{self.policy.name}' returned bad tiers for {k} new blocks")
+        moved = np.asarray(placed.moved, dtype=_I64)
+        moved_to = np.asarray(placed.moved_to, dtype=_I64)
+        if moved.size or moved_to.size:
+            return new_tier, self._validate(self._live()[moved] if moved.size else moved, None, moved_to,
+                                            extra=new_tier)
+        if t_lo != t_hi:
+            self._check_room(self.used + np.bincount(new_tier, minlength=ntiers))
+        elif int(self.used[t_lo]) + k > int(self.capacity[t_lo]):
+            after = self.used.copy()
+            after[t_lo] += k
+            self._check_room(after)
+        return new_tier, (moved, moved_to)
+
+    def _add_rows(self, reqs: np.ndarray, known: np.ndarray) -> None:
+        """Give each new request (``known < 0``) the lowest free block-table row; ``known`` gets the rows."""
+        for i in np.flatnonzero(known < 0).tolist():
+            if not self._free_rows:
+                self._grow_requests(self._rcap + 1, 1)
+            row = heapq.heappop(self._free_rows)
+            r = int(reqs[i])
+            known[i] = row
+            self._rslot[r] = row
+            self._index = None
+            self._set_row(r, row)
+            self._r_id[row] = r
+            self._r_len[row] = 0
+            self._r_nb[row] = 0
 
     def _alloc_ids(self, k: int) -> np.ndarray:
         """The ``k`` lowest free block ids (growing the arrays if needed), now counted as live."""
@@ -600,13 +665,14 @@ class TieredKVStore:
         if nfree < k:
             self._grow_blocks(self._bcap + k - nfree)
         rslot = self._b["rslot"]
-        found, lo = [], self._free_lo
+        found, lo, chunk = [], self._free_lo, max(4 * k, 256)
         while k:  # scan up from the lowest possibly free id, in growing chunks
-            hi = min(self._bcap, lo + max(2 * k, 4096))
+            hi = min(self._bcap, lo + chunk)
             got = np.flatnonzero(rslot[lo:hi] < 0)[:k] + lo
             found.append(got)
             k -= got.size
             lo = int(got[-1]) + 1 if k == 0 else hi
+            chunk *= 2
         self._free_lo = lo
         ids = np.concatenate(found) if len(found) > 1 else found[0]
         self._nlive += ids.size
@@ -652,6 +718,8 @@ class TieredKVStore:
         for r in reqs.tolist():
             del self._rslot[r]
             self._set_row(r, -1)
+        for row in slots.tolist():
+            heapq.heappush(self._free_rows, row)
         self._index = None
 
     # --- importance and activity --------------------------------------------------------------------
@@ -741,8 +809,17 @@ class TieredKVStore:
             self._bimp[multi] = self._imp[multi].sum(axis=1)
             reads = self.unit_off[b["dev"][blk]] + b["unit"][blk]
             self.last_reads = np.bincount(b["tier"][blk], minlength=self.capacity.size).astype(_I64)
-        self.activity.record(reads)
+        self._record_reads(reads)
         self.steps += 1
+
+    def _record_reads(self, reads: np.ndarray) -> None:
+        """Add one step of reads (global unit of every token read; ``last_reads`` set) to the activity window."""
+        row = self.activity.step % self._read_ring.shape[0]
+        gone = self.activity.shift(reads)
+        np.subtract.at(self._ukey, gone, self._key_read[gone])
+        np.add.at(self._ukey, reads, self._key_read[reads])
+        self._tier_reads += self.last_reads - self._read_ring[row]
+        self._read_ring[row] = self.last_reads
 
     # --- migration ---------------------------------------------------------------------------------
 
@@ -829,19 +906,23 @@ class TieredKVStore:
         gu = self.unit_off[b["dev"][blocks]] + b["unit"][blocks]
         slot = b["slot"][blocks]
         self._own[self._unit_base[gu] + slot] = -1
+        was_full = gu[self.unit_used[gu] >= self.unit_cap[gu]]
         np.add.at(self.unit_used, gu, -1)
+        np.subtract.at(self._ukey, gu, self._key_used[gu])
+        if was_full.size:
+            self._ukey[was_full] = self._fresh_keys(was_full)
         np.minimum.at(self._unit_lo, gu, slot)
         tiers = b["tier"][blocks]
         self.used -= np.bincount(tiers, minlength=self.used.size)
         self.tier_tokens -= np.bincount(tiers, weights=b["fill"][blocks], minlength=self.used.size).astype(_I64)
 
     def _choose_units(self, n: int, t: int) -> np.ndarray:
-        d0, d1 = self._tier_devs[t]
-        u0, u1 = int(self.unit_off[d0]), int(self.unit_off[d1])
+        """Global units for ``n`` new blocks of tier ``t`` by the tier's mapping, in the mapping's order."""
+        mode = self._tier_mapping[t]
+        if mode == "activity" and (units := self._least_active(n, t)) is not None:
+            return units
+        u0, u1 = self._tier_units[t]
         free = self.unit_cap[u0:u1] - self.unit_used[u0:u1]
-        mode = self.spec.mapping
-        if mode == "activity" and self.spec.tiers[t].kind == "ssd":
-            mode = "round-robin"  # SSD: standard channel interleaving (PAPER.md §6.1)
         if mode == "activity":
             act = self.activity.totals(u0, u1)
             delta = max(1, round(int(act.sum()) * self.block_tokens / max(1, int(self.tier_tokens[t]))))
@@ -854,11 +935,95 @@ class TieredKVStore:
             units = sequential(n, free)
         return units + u0
 
+    def _least_active(self, n: int, t: int) -> np.ndarray | None:
+        """The activity mapping's units (global indices, in greedy order) for ``n`` blocks of tier ``t``,
+        from the kept rank keys; ``None`` when :func:`waterfill` must decide (the keys could overflow, or
+        ``n`` is not small next to the units with room).
+
+        The same choice as :func:`waterfill`: its candidates are the ``n`` lowest units by (reads, blocks
+        held, index) among those with room — the ``n`` lowest keys. They are looked for among the keys up
+        to the last call's guess (one pass, then a small selection); when that holds fewer than ``n``
+        keys or far too many, a partition of all keys finds them and a new guess.
+        """
+        u0, u1 = self._tier_units[t]
+        span = u1 - u0
+        bound = self._tier_bound[t]
+        reads = int(self._tier_reads[t])
+        if (reads + 1) * bound * span > _FULL:
+            return None
+        # units with room are at least the free slots over the slots of the largest unit
+        if 4 * n >= -(-int(self.capacity[t] - self.used[t]) // (bound - 1)):
+            return None
+        keys = self._ukey[u0:u1]
+        low = keys[keys <= self._guess[t]]
+        if n <= low.size <= 16 * n + 256:
+            low = np.sort(low)[:n]
+        else:  # the n lowest, and as the next guess the key that has about 4n more keys below it
+            m = min(span, 4 * n + 64)
+            part = np.partition(keys, (n - 1, m - 1))
+            low = np.sort(part[:n])
+            self._guess[t] = int(part[m - 1])
+        delta = max(1, round(reads * self.block_tokens / max(1, int(self.tier_tokens[t]))))
+        if int(low[-1]) // (bound * span) - int(low[0]) // (bound * span) < delta:
+            # the candidates' reads differ by less than one block's: each takes one block, in key order
+            return low % span + u0
+        units = np.sort(low % span) + u0
+        used = self.unit_used[units]
+        return units[waterfill_candidates(n, self.activity.at(units), self.unit_cap[units] - used, delta, used)]
+
     def _place(self, blocks: np.ndarray, t: int) -> None:
+        """Map ``blocks`` (ids, not yet placed) into tier ``t``: units by the mapping, then their lowest free slots."""
         n = blocks.size
         if n == 0:
             return
         gu = self._choose_units(n, t)
+        counts: int | np.ndarray
+        if n <= 64 and len(set(gu.tolist())) == n:  # one block per unit (the usual case)
+            slots = self._first_free_slots(gu, t)
+            last = slots + 1
+            uniq, counts = gu, 1
+        else:
+            slots, uniq, counts, last = self._free_slots(gu, t)
+        b = self._b
+        b["tier"][blocks] = t
+        b["dev"][blocks] = self.unit_dev[gu]
+        b["unit"][blocks] = self._unit_in_dev[gu]
+        b["slot"][blocks] = slots
+        table = self._slot_table[t]
+        bank, row, col = self.geometry[t].slot_position(slots) if table is None else (a[slots] for a in table)
+        b["bank"][blocks], b["row"][blocks], b["col"][blocks] = bank, row, col
+        self._own[self._unit_base[gu] + slots] = blocks
+        self.unit_used[uniq] += counts
+        self._ukey[uniq] += counts * self._key_used[uniq]
+        full = uniq[self.unit_used[uniq] >= self.unit_cap[uniq]]
+        if full.size:  # had room before
+            self._ukey[full] += _FULL
+        self._unit_lo[uniq] = last
+        self._unit_hw[uniq] = np.maximum(self._unit_hw[uniq], last)
+        self.used[t] += n
+        self.tier_tokens[t] += int(b["fill"][blocks].sum())
+
+    def _first_free_slots(self, units: np.ndarray, t: int) -> np.ndarray:
+        """The lowest free slot of each of ``units`` (distinct global units of tier ``t``, each with room).
+
+        It lies in ``[lo, hw]``: every slot below ``lo`` is taken, every slot from ``hw`` on is free (if
+        the unit has it), so when ``hw`` is past the unit's last slot a free one lies below it.
+        """
+        lo = self._unit_lo[units]
+        base = self._unit_base[units]
+        if (self._own[base + lo] == -1).all():  # often the slot at lo is free
+            return lo
+        width = self._tier_bound[t] - 1
+        cols = lo[:, None] + np.arange(int((self._unit_hw[units] - lo).max()) + 1)
+        # past the row's end a column reads the row's last slot again (found earlier if it is free)
+        own = self._own[base[:, None] + np.minimum(cols, width - 1)]
+        return lo + np.argmax(own == -1, axis=1)
+
+    def _free_slots(self, gu: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Slots for blocks going to units ``gu`` (global, repeats allowed): each unit's lowest free slots,
+        given in ``gu``'s order. Also returns the distinct units, blocks per unit, and per unit the slot
+        after its last new block (every slot below it is then taken)."""
+        n = gu.size
         if n <= 16:  # a few blocks (a decode step): group them by unit in Python
             units = gu.tolist()
             rank = sorted(range(n), key=units.__getitem__)
@@ -878,23 +1043,10 @@ class TieredKVStore:
         free &= self._own[self._unit_base[uniq][:, None] + np.minimum(cols, width - 1)] == -1
         pick = free & (np.cumsum(free, axis=1) <= counts[:, None])
         ranked = cols[pick]  # row-major: unit by unit, lowest slots first
-        last = ranked[np.cumsum(counts) - 1] + 1  # per unit: every slot below it is now taken
+        last = ranked[np.cumsum(counts) - 1] + 1
         slots = np.empty(n, dtype=_I64)
         slots[order] = ranked
-        b = self._b
-        dev = self.unit_dev[gu]
-        b["tier"][blocks] = t
-        b["dev"][blocks] = dev
-        b["unit"][blocks] = gu - self.unit_off[dev]
-        b["slot"][blocks] = slots
-        bank, row, col = self.geometry[t].slot_position(slots)
-        b["bank"][blocks], b["row"][blocks], b["col"][blocks] = bank, row, col
-        self._own[self._unit_base[gu] + slots] = blocks
-        self.unit_used[uniq] += counts
-        self._unit_lo[uniq] = last
-        self._unit_hw[uniq] = np.maximum(self._unit_hw[uniq], last)
-        self.used[t] += n
-        self.tier_tokens[t] += int(b["fill"][blocks].sum())
+        return slots, uniq, counts, last
 
     # --- invariants --------------------------------------------------------------------------------
 
@@ -979,6 +1131,10 @@ class TieredKVStore:
             raise InvariantError("the kept live block list is stale")
         if not np.array_equal(self.activity.totals(), self.activity.counts.sum(axis=0)):
             raise InvariantError("kept activity totals differ from the window's sum")
+        if self._tier_reads.tolist() != [int(self.activity.totals(u0, u1).sum()) for u0, u1 in self._tier_units]:
+            raise InvariantError("kept per-tier window reads differ from the units' totals")
+        if not np.array_equal(self._ukey, self._fresh_keys(np.arange(self._ukey.size))):
+            raise InvariantError("a unit's kept rank key differs from its reads and blocks held")
         for g, own in enumerate(self._owner):
             u0 = int(self.unit_off[g])
             lo = self._unit_lo[u0: u0 + own.shape[0]]
