@@ -84,6 +84,19 @@ def _ceil_div(a: np.ndarray, b: int) -> np.ndarray:
     return -(-a // b)
 
 
+def _split(pos: np.ndarray, b: int) -> tuple[np.ndarray, np.ndarray]:
+    """``divmod(pos, b)`` for non-negative ``pos`` (a shift and a mask when ``b`` is a power of two)."""
+    if b & (b - 1) == 0:
+        return pos >> (b.bit_length() - 1), pos & (b - 1)
+    return np.divmod(pos, b)
+
+
+def _outside(pos: np.ndarray, length: np.ndarray) -> bool:
+    """Whether some ``pos[i]`` lies outside ``0 .. length[i] - 1`` (``length >= 0``): as unsigned, a negative
+    position is huge, so one comparison checks both ends."""
+    return bool(np.count_nonzero(pos.view(np.uint64) >= length.view(np.uint64)))
+
+
 def _sorted_unique(a: np.ndarray) -> np.ndarray:
     s = np.sort(a)
     return s[np.concatenate(([True], s[1:] != s[:-1]))] if s.size else s
@@ -214,6 +227,7 @@ class TieredKVStore:
         self.activity = ActivityWindow(int(self.unit_off[-1]), spec.window)
         self._init_rank_keys(first_dev, spec.window)
         self._tier_banks = np.array([g.layout.banks_per_unit for g in self.geometry], dtype=_I64)
+        self._banks = int(self._tier_banks[0]) if (self._tier_banks == self._tier_banks[0]).all() else 0  # 0: per tier
         self._rr = [0] * ntiers
 
         self.used = np.zeros(ntiers, dtype=_I64)
@@ -419,13 +433,14 @@ class TieredKVStore:
         pos = np.asarray(positions, dtype=_I64).ravel()
         reqs = _like(requests, pos)
         slots = self._slots_of(reqs)
-        if pos.size and (pos.min() < 0 or (pos >= self._r_len[slots]).any()):
+        if _outside(pos, self._r_len[slots]):
             raise KVStoreError("a token position is outside its request")
-        logical, off = np.divmod(pos, self.block_tokens)
+        logical, off = _split(pos, self.block_tokens)
         blk = self._r_table[slots, logical]
         b = self._b
         tier = b["tier"][blk]
-        bank = (b["slot"][blk] + off) % self._tier_banks[tier]
+        banks = self._banks if self._banks else self._tier_banks[tier]
+        bank = (b["slot"][blk] + off) % banks
         return TokenLocation(blk, off, tier, self.dev_local[b["dev"][blk]], b["unit"][blk], bank)
 
     def _rows_of(self, reqs: np.ndarray) -> np.ndarray:
@@ -464,7 +479,7 @@ class TieredKVStore:
         """Block-table rows of request ids; raises :class:`KVStoreError` for an unknown id."""
         reqs = np.asarray(reqs, dtype=_I64)
         rows = self._rows_of(reqs)
-        if rows.size and rows.min() < 0:
+        if np.count_nonzero(rows < 0):
             raise KVStoreError(f"unknown request {int(reqs[rows < 0].flat[0])}")
         return rows
 
@@ -541,7 +556,7 @@ class TieredKVStore:
         cnt = np.asarray(counts, dtype=_I64)
         if cnt.shape != reqs.shape:
             cnt = np.broadcast_to(cnt, reqs.shape).copy()
-        if reqs.ndim != 1 or (reqs.size > 1 and not (reqs[1:] > reqs[:-1]).all() and _has_duplicates(reqs)):
+        if reqs.ndim != 1 or (reqs.size > 1 and np.count_nonzero(reqs[1:] <= reqs[:-1]) and _has_duplicates(reqs)):
             raise KVStoreError("requests of one batch must be distinct ids")
         if cnt.size and cnt.min() < 0:
             raise KVStoreError("token counts must be non-negative")
@@ -557,7 +572,7 @@ class TieredKVStore:
         reqs, cnt = self._batch(requests, counts)
         bt = self.block_tokens
         known = self._rows_of(reqs)
-        unknown = bool(known.size) and int(known.min()) < 0
+        unknown = np.count_nonzero(known < 0) > 0
         cur = self._r_len[known]
         if unknown:
             cur[known < 0] = 0
@@ -568,7 +583,7 @@ class TieredKVStore:
         if k:
             owner, logical = _ranges(nb0, need)
             births = np.arange(self._birth, self._birth + k, dtype=_I64)
-            new_tier, moves = self._placement(known, nb1, owner, logical, births)
+            new_tier, one_tier, moves = self._placement(known, nb1, owner, logical, births)
         if unknown:
             self._add_rows(reqs, known)
         b = self._b
@@ -584,9 +599,8 @@ class TieredKVStore:
             b["nz"][ids] = 0
             self._imp[ids] = 0.0
             self._bimp[ids] = 0.0
-            t_lo = int(new_tier[0])
-            if new_tier.size == 1 or (new_tier == t_lo).all():
-                self._place(ids, t_lo)
+            if one_tier >= 0:
+                self._place(ids, one_tier)
             else:
                 for t in range(self.capacity.size):
                     self._place(ids[new_tier == t], t)
@@ -594,7 +608,7 @@ class TieredKVStore:
                 self._grow_requests(self._rcap, int(nb1.max()))
             self._r_table[known[owner], logical] = ids
         # the old partly filled last blocks the new tokens reach
-        part = np.flatnonzero((cur & (bt - 1) if bt & (bt - 1) == 0 else cur % bt) != 0)
+        part = ((cur & (bt - 1) if bt & (bt - 1) == 0 else cur % bt) != 0).nonzero()[0]
         if part.size:
             part = part[cnt[part] > 0]
             blk = self._r_table[known[part], nb0[part] - 1]
@@ -607,10 +621,11 @@ class TieredKVStore:
         return cur
 
     def _placement(self, known: np.ndarray, nb1: np.ndarray, owner: np.ndarray, logical: np.ndarray,
-                   births: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+                   births: np.ndarray) -> tuple[np.ndarray, int, tuple[np.ndarray, np.ndarray]]:
         """The policy's tiers for new blocks (request rows ``known[owner]``, indices ``logical``, allocation
-        order ``births``; requests then hold ``nb1`` blocks) and the validated moves that make room.
-        Changes nothing; raises :class:`CapacityError` or :class:`PlanError`."""
+        order ``births``; requests then hold ``nb1`` blocks), the one tier they all go to (-1: several),
+        and the validated moves that make room. Changes nothing; raises :class:`CapacityError` or
+        :class:`PlanError`."""
         k = owner.size
         ntiers = self.capacity.size
         free = int(self._capacity_total) - int(self.used.sum())
@@ -626,21 +641,22 @@ class TieredKVStore:
         new_tier = np.asarray(placed.tier, dtype=_I64)
         if new_tier.shape != (k,):
             raise PlanError(f"policy '{self.policy.name}' returned bad tiers for {k} new blocks")
-        t_lo, t_hi = int(new_tier.min()), int(new_tier.max())
-        if t_lo < 0 or t_hi >= ntiers:
+        if np.count_nonzero(new_tier.view(np.uint64) >= ntiers):  # as unsigned, a negative tier is huge
             raise PlanError(f"policy '{self.policy.name}' returned bad tiers for {k} new blocks")
+        first = int(new_tier[0])
+        one = first if np.count_nonzero(new_tier != first) == 0 else -1
         moved = np.asarray(placed.moved, dtype=_I64)
         moved_to = np.asarray(placed.moved_to, dtype=_I64)
         if moved.size or moved_to.size:
-            return new_tier, self._validate(self._live()[moved] if moved.size else moved, None, moved_to,
-                                            extra=new_tier)
-        if t_lo != t_hi:
+            return new_tier, one, self._validate(self._live()[moved] if moved.size else moved, None, moved_to,
+                                                 extra=new_tier)
+        if one < 0:
             self._check_room(self.used + np.bincount(new_tier, minlength=ntiers))
-        elif int(self.used[t_lo]) + k > int(self.capacity[t_lo]):
+        elif int(self.used[one]) + k > int(self.capacity[one]):
             after = self.used.copy()
-            after[t_lo] += k
+            after[one] += k
             self._check_room(after)
-        return new_tier, (moved, moved_to)
+        return new_tier, one, (moved, moved_to)
 
     def _add_rows(self, reqs: np.ndarray, known: np.ndarray) -> None:
         """Give each new request (``known < 0``) the lowest free block-table row; ``known`` gets the rows."""
@@ -668,7 +684,7 @@ class TieredKVStore:
         found, lo, chunk = [], self._free_lo, max(4 * k, 256)
         while k:  # scan up from the lowest possibly free id, in growing chunks
             hi = min(self._bcap, lo + chunk)
-            got = np.flatnonzero(rslot[lo:hi] < 0)[:k] + lo
+            got = (rslot[lo:hi] < 0).nonzero()[0][:k] + lo
             found.append(got)
             k -= got.size
             lo = int(got[-1]) + 1 if k == 0 else hi
@@ -695,10 +711,13 @@ class TieredKVStore:
         """Drop requests and release all their blocks."""
         reqs = np.atleast_1d(np.asarray(requests, dtype=_I64))
         slots = np.array([self._slot(r) for r in reqs.tolist()], dtype=_I64)
-        if _has_duplicates(slots):
+        if slots.size > 1 and _has_duplicates(slots):
             raise KVStoreError("requests to free must be distinct")
-        table = self._r_table[slots]
-        ids = table[table >= 0]
+        if slots.size == 1:  # a request's blocks are the first entries of its row
+            ids = self._r_table[slots[0], : self._r_nb[slots[0]]].copy()
+        else:
+            table = self._r_table[slots]
+            ids = table[table >= 0]
         self._release(ids)
         self._b["rslot"][ids] = -1
         self._b["fill"][ids] = 0
@@ -748,25 +767,27 @@ class TieredKVStore:
         if positions is not None and requests is not None:  # validate everything before changing anything
             pos = np.asarray(positions, dtype=_I64).ravel()
             rows = self._slots_of(_like(requests, pos))
-            if not in_batch[rows].all():
+            if np.count_nonzero(in_batch[rows]) != rows.size:
                 raise KVStoreError("every read token must belong to a request of the batch")
             s = np.ones(pos.size) if scores is None else np.asarray(scores, dtype=np.float64).ravel()
-            if s.shape != pos.shape or not np.isfinite(s).all() or (s < 0).any():
+            # a NaN makes the minimum NaN, which fails the first test
+            if s.shape != pos.shape or (s.size and not (s.min() >= 0 and s.max() < np.inf)):
                 raise ValueError("scores must be finite, non-negative, one per read token")
-            if pos.size and ((pos < 0).any() or (pos >= self._r_len[rows]).any()):
+            if _outside(pos, self._r_len[rows]):
                 raise KVStoreError("a token position is outside its request")
-            key = self._r_table[rows, pos // bt] * bt + pos % bt  # flat index of the token in self._imp
+            logical, off = _split(pos, bt)
+            key = self._r_table[rows, logical] * bt + off  # flat index of the token in self._imp
             skey = np.sort(key)
-            if (skey[1:] == skey[:-1]).any():
+            if np.count_nonzero(skey[1:] == skey[:-1]):
                 raise KVStoreError("a token is listed twice in one step")
-            sblk = skey // bt
-            twice = bool((sblk[1:] == sblk[:-1]).any())  # some block has two tokens read
+            sblk = _split(skey, bt)[0]
+            twice = np.count_nonzero(sblk[1:] == sblk[:-1]) > 0  # some block has two tokens read
             read_blocks = _sorted_unique(sblk) if twice else sblk
         b = self._b
         if bslots.size == len(self._rslot) and 2 * self._nlive >= self._bcap:
             # every request (the simulator's case) and most ids live: scan them all (0 when unused)
             nz = b["nz"][: self._bcap]
-            one, many = np.flatnonzero(nz == 1), np.flatnonzero(nz > 1)
+            one, many = (nz == 1).nonzero()[0], (nz > 1).nonzero()[0]
         elif bslots.size == len(self._rslot):  # every request: every live block
             ids = self._live()
             nz = b["nz"][ids]
@@ -840,7 +861,10 @@ class TieredKVStore:
 
     def schedule(self) -> MigrationReport:
         """Plan and apply this step's moves."""
-        return self.migrate(self.plan())
+        plan = self.plan()
+        if plan.blocks.size == 0 and plan.src.size == 0 and plan.dst.size == 0:
+            return MigrationReport()  # what applying an empty plan reports
+        return self.migrate(plan)
 
     def _validate(self, blocks: np.ndarray, src: np.ndarray | None, dst: np.ndarray,
                   extra: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -906,15 +930,15 @@ class TieredKVStore:
         gu = self.unit_off[b["dev"][blocks]] + b["unit"][blocks]
         slot = b["slot"][blocks]
         self._own[self._unit_base[gu] + slot] = -1
-        was_full = gu[self.unit_used[gu] >= self.unit_cap[gu]]
+        was_full = self.unit_used[gu] >= self.unit_cap[gu]
         np.add.at(self.unit_used, gu, -1)
         np.subtract.at(self._ukey, gu, self._key_used[gu])
-        if was_full.size:
-            self._ukey[was_full] = self._fresh_keys(was_full)
+        if np.count_nonzero(was_full):
+            self._ukey[gu[was_full]] = self._fresh_keys(gu[was_full])
         np.minimum.at(self._unit_lo, gu, slot)
         tiers = b["tier"][blocks]
-        self.used -= np.bincount(tiers, minlength=self.used.size)
-        self.tier_tokens -= np.bincount(tiers, weights=b["fill"][blocks], minlength=self.used.size).astype(_I64)
+        np.subtract.at(self.used, tiers, 1)
+        np.subtract.at(self.tier_tokens, tiers, b["fill"][blocks])
 
     def _choose_units(self, n: int, t: int) -> np.ndarray:
         """Global units for ``n`` new blocks of tier ``t`` by the tier's mapping, in the mapping's order."""
@@ -995,9 +1019,9 @@ class TieredKVStore:
         self._own[self._unit_base[gu] + slots] = blocks
         self.unit_used[uniq] += counts
         self._ukey[uniq] += counts * self._key_used[uniq]
-        full = uniq[self.unit_used[uniq] >= self.unit_cap[uniq]]
-        if full.size:  # had room before
-            self._ukey[full] += _FULL
+        full = self.unit_used[uniq] >= self.unit_cap[uniq]
+        if np.count_nonzero(full):  # they had room before
+            self._ukey[uniq[full]] += _FULL
         self._unit_lo[uniq] = last
         self._unit_hw[uniq] = np.maximum(self._unit_hw[uniq], last)
         self.used[t] += n
@@ -1011,7 +1035,7 @@ class TieredKVStore:
         """
         lo = self._unit_lo[units]
         base = self._unit_base[units]
-        if (self._own[base + lo] == -1).all():  # often the slot at lo is free
+        if np.count_nonzero(self._own[base + lo] == -1) == units.size:  # often the slot at lo is free
             return lo
         width = self._tier_bound[t] - 1
         cols = lo[:, None] + np.arange(int((self._unit_hw[units] - lo).max()) + 1)
