@@ -801,21 +801,25 @@ class TieredKVStore:
         decayed = self._bimp[one] * (1.0 - lam)  # a one-token block's importance is that token's
         self._bimp[one] = decayed
         flat[one * bt + b["nzoff"][one]] = decayed  # its other tokens are 0 and stay 0
-        self._imp[many] *= 1.0 - lam
-        self._bimp[many] = self._imp[many].sum(axis=1)
+        if many.size:
+            rows = self._imp[many] * (1.0 - lam)
+            self._imp[many] = rows
+            self._bimp[many] = rows.sum(axis=1)
         reads = np.zeros(0, dtype=_I64)
         self.last_reads = np.zeros(self.capacity.size, dtype=_I64)
         if key is not None and read_blocks is not None and s is not None:
             old = flat[key]
             new = old + lam * s
             flat[key] = new
-            fresh = (old == 0) & (new != 0)  # a token becomes non-zero only here
-            blk = key // bt
+            nonzero = new != 0
+            fresh = (old == 0) & nonzero  # a token becomes non-zero only here
+            blk, off = _split(key, bt)
+            fresh_blk = blk[fresh]
             if twice:
-                np.add.at(b["nz"], blk[fresh], 1)
+                np.add.at(b["nz"], fresh_blk, 1)
             else:
-                b["nz"][blk[fresh]] += 1
-            b["nzoff"][blk[fresh]] = key[fresh] % bt
+                b["nz"][fresh_blk] += 1
+            b["nzoff"][fresh_blk] = off[fresh]
             if twice:  # re-sum the blocks with several non-zero tokens; the others hold one (or none)
                 nzr = b["nz"][read_blocks]
                 single = read_blocks[nzr <= 1]
@@ -824,12 +828,13 @@ class TieredKVStore:
             else:  # one token read per block: if it is the block's only non-zero token, it is the sum;
                 # if it stays 0 the block's sum was decayed above
                 alone = b["nz"][blk] <= 1
-                sel = alone & (new != 0)
+                sel = alone & nonzero
                 self._bimp[blk[sel]] = new[sel]
                 multi = blk[~alone]
-            self._bimp[multi] = self._imp[multi].sum(axis=1)
+            if multi.size:
+                self._bimp[multi] = self._imp[multi].sum(axis=1)
             reads = self.unit_off[b["dev"][blk]] + b["unit"][blk]
-            self.last_reads = np.bincount(b["tier"][blk], minlength=self.capacity.size).astype(_I64)
+            self.last_reads = np.bincount(b["tier"][blk], minlength=self.capacity.size).astype(_I64, copy=False)
         self._record_reads(reads)
         self.steps += 1
 
