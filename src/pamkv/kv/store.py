@@ -938,8 +938,8 @@ class TieredKVStore:
         was_full = self.unit_used[gu] >= self.unit_cap[gu]
         np.add.at(self.unit_used, gu, -1)
         np.subtract.at(self._ukey, gu, self._key_used[gu])
-        if np.count_nonzero(was_full):
-            self._ukey[gu[was_full]] = self._fresh_keys(gu[was_full])
+        if np.count_nonzero(was_full):  # they have room now; a unit listed twice is still changed once
+            self._ukey[gu[was_full]] -= _FULL
         np.minimum.at(self._unit_lo, gu, slot)
         tiers = b["tier"][blocks]
         np.subtract.at(self.used, tiers, 1)
