@@ -13,6 +13,9 @@ parallelism adds ring all-reduces over NVLink; pipeline parallelism point-to-poi
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
 import numpy as np
 
 from pamkv.config.devices import GpuDeviceConfig
@@ -32,6 +35,7 @@ class Gpu:
         self._sm_rate = cfg.peak_flops / cfg.sms * cfg.compute_efficiency
         self._mem_rate = cfg.hbm_bandwidth * cfg.memory_efficiency
         self._gemm_memo: dict[tuple[int, int, int], float] = {}
+        self._tile_list = [(float(t.m), float(t.n)) for t in cfg.tiles]
 
     # --- GEMM ---------------------------------------------------------------------------------
     def gemm_seconds_v(self, m: np.ndarray, n: np.ndarray, k: np.ndarray, dtype_bytes: float = 2.0) -> np.ndarray:
@@ -49,8 +53,21 @@ class Gpu:
         key = (m, n, k)
         t = self._gemm_memo.get(key)
         if t is None:
-            t = self._gemm_memo[key] = float(self.gemm_seconds_v(np.asarray(m), np.asarray(n), np.asarray(k)))
+            t = self._gemm_memo[key] = self._gemm_seconds_one(float(m), float(n), float(k))
         return t
+
+    def _gemm_seconds_one(self, m: float, n: float, k: float, dtype_bytes: float = 2.0) -> float:
+        """Seconds of one GEMM: :meth:`gemm_seconds_v` operation for operation on Python floats (same result)."""
+        if not (m > 0 and n > 0 and k > 0):
+            return 0.0
+        sms = self.cfg.sms
+        compute = min(
+            float(math.ceil(float(math.ceil(m / tm)) * float(math.ceil(n / tn)) / sms)) * 2.0 * tm * tn * k
+            / self._sm_rate
+            for tm, tn in self._tile_list
+        )
+        mem = dtype_bytes * (k * n + m * k + m * n) / self._mem_rate
+        return (compute if compute > mem else mem) + self.cfg.launch_s
 
     # --- attention -----------------------------------------------------------------------------
     def attention_seconds(self, flops: np.ndarray | float, nbytes: np.ndarray | float) -> np.ndarray:
@@ -65,6 +82,22 @@ class Gpu:
         t = np.maximum(f / (c.peak_flops * c.attention_prefill_efficiency),
                        b / (c.hbm_bandwidth * c.attention_decode_efficiency)) + c.launch_s
         return np.where((f > 0) | (b > 0), t, 0.0)
+
+    def attention_seconds_fn(self) -> Callable[[float, float], float]:
+        """``(flops, nbytes) -> attention_seconds(flops, nbytes)`` on Python floats (the same operations, so
+        the same result), for callers pricing one kernel at a time."""
+        c = self.cfg
+        compute = c.peak_flops * c.attention_prefill_efficiency
+        stream = c.hbm_bandwidth * c.attention_decode_efficiency
+        launch = c.launch_s
+
+        def seconds(flops: float, nbytes: float) -> float:
+            if not (flops > 0 or nbytes > 0):
+                return 0.0
+            f, b = flops / compute, nbytes / stream
+            return (f if f > b else b) + launch
+
+        return seconds
 
     # --- parallelism ---------------------------------------------------------------------------
     def allreduce_seconds(self, nbytes: float, gpus: int) -> float:

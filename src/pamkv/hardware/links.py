@@ -5,6 +5,8 @@ The simulator prices KV migrations and partial-result transfers with :meth:`Link
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from pamkv.config.devices import LinkConfig
@@ -37,6 +39,16 @@ class Link:
     def energy_j(self, nbytes: np.ndarray | float) -> np.ndarray:
         """Joules to move ``nbytes``."""
         return np.asarray(nbytes, dtype=float) * 8.0 * self.cfg.energy_pj_per_bit * 1e-12
+
+    def transfer_seconds_fn(self) -> Callable[[float], float]:
+        """``b -> transfer_seconds(b)`` for one message on Python floats (the same operations: the same result)."""
+        latency, bandwidth = 1.0 * self.cfg.latency_s, self.bandwidth
+        return lambda b: latency + b / bandwidth if b > 0 else 0.0
+
+    def energy_fn(self) -> Callable[[float], float]:
+        """``b -> energy_j(b)`` on Python floats: joules to move ``b`` bytes."""
+        pj = self.cfg.energy_pj_per_bit
+        return lambda b: b * 8.0 * pj * 1e-12
 
     def summary(self) -> dict[str, object]:
         """Headline figures."""

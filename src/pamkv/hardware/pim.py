@@ -23,6 +23,7 @@ All functions are closed form and vectorise over token counts.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -30,7 +31,7 @@ import numpy as np
 
 from pamkv.config.devices import DramDeviceConfig, PimUnits
 from pamkv.errors import UserError
-from pamkv.hardware.dram import DramSpec, PatternResult, pattern, stream_seconds
+from pamkv.hardware.dram import DramSpec, PatternResult, pattern, stream_seconds, unloaded_latency_cycles
 from pamkv.hardware.layout import DeviceLayout, UnitLoad
 
 COARSE_BLOCK_TOKENS = 512
@@ -308,6 +309,96 @@ class PimDevice:
         """Seconds to read ``tokens`` out to the host as plain DRAM (no PIM), before the link."""
         n = np.asarray(tokens, dtype=float)
         return np.where(n > 0, stream_seconds(self.spec, n * token_bytes), 0.0)
+
+    # --- the same prices on Python floats, one count at a time ---------------------------------------------
+    # The simulator prices a few steps per call; numpy costs microseconds per operation on such small arrays,
+    # so these closures repeat the vectorised formulas above operation for operation on Python floats (the
+    # same IEEE operations in the same order: the same results, element by element).
+    def attention_seconds_fn(
+        self, token_bytes: float, coarse: bool = False, group: int = 1, head_dim: int = 128, power_limit: bool = False
+    ) -> Callable[[float], float]:
+        """``x -> attention_seconds(array([x]), ...)[0]``, seconds for ``x`` tokens, no extra queries."""
+        lay = self.layout
+        per_token, ref = self._constants(float(token_bytes), group, head_dim, power_limit)
+        k1, k2, k3 = self._reduce_constants(head_dim)
+        banks, bpu, units = float(lay.banks), float(lay.banks_per_unit), float(lay.units)
+        upc, channels = float(self.units_per_channel), float(self.spec.channels)
+
+        def spread(per_bank: float, b: float, u: float, c: float) -> float:
+            """Seconds with ``per_bank`` tokens on the busiest bank, partials of ``b`` banks, ``u`` units, ``c``
+            channels merged (:meth:`reduce_seconds` with no extra queries), refresh included."""
+            u = u if u > 1.0 else 1.0
+            c = c if c > 1.0 else 1.0
+            s1 = b / u * k1
+            parts = u if k1 else b
+            s2 = parts / c * k2
+            s3 = parts * k3
+            through = s1 if s1 > s2 else s2
+            through = through if through > s3 else s3
+            mac = per_bank * per_token
+            return ((mac if mac > through else through) + (s1 + s2 + s3)) * ref
+
+        if coarse:
+            heads = max(1.0, token_bytes / (4.0 * head_dim))
+
+            def tiles(x: float) -> float:
+                n = x if x > 0.0 else 0.0
+                if not n > 0.0:
+                    return 0.0
+                blocks = float(math.ceil(n * heads / COARSE_BLOCK_TOKENS))
+                u = blocks if blocks < units else units
+                per_bank = min(float(math.ceil(blocks / units)) * COARSE_BLOCK_TOKENS / heads, n) / bpu
+                c = u / upc
+                return spread(per_bank, u * bpu, u, c if c < channels else channels)
+
+            return tiles
+
+        rate = per_token / lay.banks
+        through_all, tail_all = self.reduce_seconds(0.0, banks, units, channels, head_dim)
+
+        def fine(x: float) -> float:
+            n = x if x > 0.0 else 0.0
+            if n >= banks:  # every bank busy
+                busy = n * rate
+                return ((busy if busy > through_all else through_all) + tail_all) * ref
+            if not n > 0.0:
+                return 0.0
+            u = n / bpu
+            u = u if u < units else units
+            c = u / upc
+            return spread(n / banks, n, u, c if c < channels else channels) / ref * ref
+
+        return fine
+
+    def fetch_seconds_fn(self, token_bytes: float) -> Callable[[float], float]:
+        """``x -> fetch_seconds(array([x]), token_bytes)[0]``: seconds to read ``x`` tokens out to the host."""
+        # :func:`stream_seconds`'s sequential stream: its bandwidth and first-access latency.
+        bw = pattern(self.spec, "seq", "mop4clxor").bandwidth_gbps * 1e9
+        first = unloaded_latency_cycles(self.spec, "closed") * self.spec.tck_ns * 1e-9
+
+        def fetch(x: float) -> float:
+            return x * token_bytes / bw + first if x > 0 else 0.0
+
+        return fetch
+
+    def energy_fn(self, token_bytes: float, computed: bool = True) -> Callable[[float], float]:
+        """``x -> energy_j(array([x]), token_bytes, computed)[0]``: joules to read (and process) ``x`` tokens."""
+        e = self.cfg.energy
+        array = e.act_pj_per_bit + e.cell_read_pj_per_bit
+        factor, banks, head_dim = e.pu_op_factor, float(self.pim_banks), 128  # compute_energy_j's defaults
+        move, ru = e.bank_to_io_pj_per_bit, e.ru_pj_per_op
+        external = self.external_pj_per_bit()
+
+        def inplace(x: float) -> float:
+            bits = x * token_bytes * 8.0
+            parts = 0.0 + (x if x < banks else banks)  # no queries; the banks that hold a token
+            return (bits * array + bits * 1 * factor * array + parts * (head_dim + 2) * 2 * 8 * move
+                    + parts * (head_dim + 2) * 3 * ru) * 1e-12
+
+        def read(x: float) -> float:
+            return x * token_bytes * 8 * external * 1e-12
+
+        return inplace if computed else read
 
     # --- energy --------------------------------------------------------------------------------------------
     def compute_energy_j(

@@ -13,6 +13,7 @@ large scans amortise it over a page — they price very differently, as on real 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -195,6 +196,102 @@ class SsdDevice:
         xfer = chunks * c.transfer_chunk_bytes * c.dies_per_channel
         t = self._channel_seconds(pages_die, xfer, np.full_like(n, c.transfer_chunk_bytes))
         return np.where(n > 0, t, 0.0)
+
+    # --- the same prices on Python floats, one count at a time -------------------------------------------------
+    # For the simulator's per-step loop: the vectorised formulas above, operation for operation on Python
+    # floats (the same IEEE operations in the same order: the same results, element by element).
+    def _pages_fn(self, token_bytes: float, selected_fraction: float) -> Callable[[float], float]:
+        """``x -> pages_for(array([x]), ...)[0]``: expected pages sensed for ``x`` selected tokens."""
+        per_page = self.cfg.page_bytes / token_bytes
+        if per_page <= 1.0:
+            spans = math.ceil(token_bytes / self.cfg.page_bytes)
+            return lambda x: x * spans
+        f = min(max(selected_fraction, 1e-9), 1.0)
+        touched = 1.0 - (1.0 - f) ** per_page
+        return lambda x: x / f / per_page * touched
+
+    def _flash_fn(self, token_bytes: float, selected_fraction: float) -> Callable[[float], tuple[float, float]]:
+        """``per_die -> (channel seconds, codewords per die)`` of reading ``per_die`` tokens from every die."""
+        c = self.cfg
+        pages = self._pages_fn(token_bytes, selected_fraction)
+        chunk, dies_per_channel, planes = c.transfer_chunk_bytes, c.dies_per_channel, c.planes_per_die
+        t_r, bw = self.tR, self.channel_bw
+        first = chunk / bw
+
+        def flash(per_die: float) -> tuple[float, float]:
+            pages_die = float(math.ceil(pages(per_die)))
+            chunks = float(math.ceil(per_die * token_bytes / chunk))
+            chunks = chunks if chunks > pages_die else pages_die
+            xfer = chunks * chunk * dies_per_channel
+            if not xfer > 0:
+                return 0.0, chunks
+            sense = float(math.ceil(pages_die / planes)) * t_r + first
+            bus = xfer / bw + t_r
+            return (sense if sense > bus else bus), chunks
+
+        return flash
+
+    def attention_seconds_fn(
+        self, token_bytes: float, coarse: bool = False, group: int = 1, head_dim: int = 128,
+        power_limit: bool = False, selected_fraction: float = 1.0,
+    ) -> Callable[[float], float]:
+        """``x -> attention_seconds(array([x]), ...)[0]``, seconds for ``x`` tokens, no extra queries."""
+        c = self.cfg
+        dies = float(self.dies)
+        flash = self._flash_fn(token_bytes, selected_fraction)
+        pu_rate = c.pu_count * c.pu_lanes * c.pu_clock_mhz * 1e6
+        capped = c.power_limited_flops if power_limit else None
+        ru_rate = max(1, c.ru_count) * c.ru_lanes * c.pu_clock_mhz * 1e6
+
+        def seconds(x: float) -> float:
+            n = x if x > 0.0 else 0.0
+            if not n > 0.0:
+                return 0.0
+            if coarse:
+                tiles = float(math.ceil(n / 512.0))
+                per_die = min(float(math.ceil(tiles / dies)) * 512.0, n)
+                active = tiles if tiles < dies else dies
+            else:
+                per_die = n / dies
+                active = n if n < dies else dies
+            read, chunks = flash(per_die)
+            macs = n * token_bytes / 2.0 * group
+            compute = macs / pu_rate
+            if capped is not None:
+                limited = 2.0 * macs / capped
+                compute = compute if compute > limited else limited
+            spread = chunks * dies
+            red = (0.0 + active) * (head_dim + 2) * 3 / ru_rate
+            return (read if read > compute else compute) + compute / (spread if spread > 1.0 else 1.0) + red
+
+        return seconds
+
+    def fetch_seconds_fn(self, token_bytes: float, selected_fraction: float = 1.0) -> Callable[[float], float]:
+        """``x -> fetch_seconds(array([x]), ...)[0]``: seconds to read ``x`` tokens out to the controller."""
+        dies = float(self.dies)
+        flash = self._flash_fn(token_bytes, selected_fraction)
+
+        def fetch(x: float) -> float:
+            return flash(x / dies)[0] if x > 0.0 else 0.0
+
+        return fetch
+
+    def energy_fn(self, token_bytes: float, computed: bool = True,
+                  selected_fraction: float = 1.0) -> Callable[[float], float]:
+        """``x -> energy_j(array([x]), ...)[0]``: joules to read (and compute over) ``x`` tokens."""
+        e = self.cfg.energy
+        pages = self._pages_fn(token_bytes, selected_fraction)
+        chunk, sense, channel, op = self.cfg.transfer_chunk_bytes, e.page_read_uj, e.channel_pj_per_bit, e.pu_pj_per_op
+
+        def energy(x: float) -> float:
+            p = pages(x)
+            nbytes = x * token_bytes
+            sent = p * chunk
+            moved = nbytes if nbytes > sent else sent
+            mac = nbytes if computed else 0.0
+            return p * sense * 1e-6 + moved * 8 * channel * 1e-12 + mac / 2.0 * 2 * op * 1e-12
+
+        return energy
 
     # --- energy ------------------------------------------------------------------------------------------------
     def energy_raw(

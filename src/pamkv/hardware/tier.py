@@ -6,6 +6,7 @@ top of the device models, so the serving loop never needs to know which device k
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,23 @@ from pamkv.hardware.links import Link
 from pamkv.hardware.pim import PimDevice
 from pamkv.hardware.registry import load_device, load_link
 from pamkv.hardware.ssd import SsdDevice
+
+
+@dataclass(frozen=True)
+class ScalarPrices:
+    """One tier's prices on Python floats, one count at a time, each equal to its vectorised method.
+
+    ``attention``: tokens per device -> seconds (:meth:`DeviceTier.attention_seconds`); ``fetch``: tokens
+    per device -> seconds (``fetch_seconds``); ``energy``/``read_energy``: tokens -> joules (``energy_j``
+    computed / not); ``link``: bytes -> seconds (``link_seconds``); ``link_energy``: bytes -> joules.
+    """
+
+    attention: Callable[[float], float]
+    fetch: Callable[[float], float]
+    energy: Callable[[float], float]
+    read_energy: Callable[[float], float]
+    link: Callable[[float], float]
+    link_energy: Callable[[float], float]
 
 
 @dataclass
@@ -63,6 +81,22 @@ class DeviceTier:
             return dev.attention_seconds(tokens_per_device, token_bytes, coarse, group=self.group,
                                          head_dim=self.head_dim, power_limit=self.power_limit)
         raise UserError(f"tier '{self.name}': plain DRAM cannot attend in place")
+
+    def scalar_prices(self, token_bytes: float, coarse: bool) -> ScalarPrices | None:
+        """This tier's prices on Python floats (for a few steps at a time), or None for plain DRAM."""
+        dev, link = self.device, self.link
+        if isinstance(dev, SsdDevice):
+            f = self.selected_fraction
+            return ScalarPrices(
+                dev.attention_seconds_fn(token_bytes, coarse, self.group, self.head_dim, self.power_limit, f),
+                dev.fetch_seconds_fn(token_bytes, f), dev.energy_fn(token_bytes, True, f),
+                dev.energy_fn(token_bytes, False, f), link.transfer_seconds_fn(), link.energy_fn())
+        if isinstance(dev, PimDevice):
+            return ScalarPrices(
+                dev.attention_seconds_fn(token_bytes, coarse, self.group, self.head_dim, self.power_limit),
+                dev.fetch_seconds_fn(token_bytes), dev.energy_fn(token_bytes, True), dev.energy_fn(token_bytes, False),
+                link.transfer_seconds_fn(), link.energy_fn())
+        return None
 
     def fetch_seconds(self, tokens_per_device: np.ndarray, token_bytes: float) -> np.ndarray:
         """Seconds for one device to read selected tokens out to the host (no PIM), before the link."""
