@@ -318,3 +318,66 @@ def test_open_batch_uses_streams_for_a_replay() -> None:
     assert 1 in batch and len(batch) == 2
     batch.remove(1)
     assert 1 not in batch
+
+
+@settings(max_examples=30, deadline=None)
+@given(cfg=CONFIGS, block=st.sampled_from([1, 2, 3, 16, 64]), sigma=st.floats(0.05, 3.0))
+def test_tabulated_factors_are_the_per_call_formulas(cfg: LocalityConfig, block: int, sigma: float) -> None:
+    # Every table entry equals, to the bit, the formula the step would evaluate for that unit.
+    cfg = cfg.model_copy(update={"background_sigma": sigma})
+    batch = LocalityBatch(cfg, 0, block_tokens=block)
+    row = int(batch._recent_row)
+    for last in range(1, block + 1):
+        key = last % block
+        for units in (1, 2, 5, int(batch._recent_count[key]), int(batch._recent_count[key]) + 3):
+            n = last + block * (units - 1)
+            width = min(cfg.recent_window, n)
+            count = units - (n - width) // block
+            assert count == min(int(batch._recent_count[key]), units)
+            j = np.arange(count)
+            direct = batch._recent_weights(np.full(count, last), np.full(count, width), j)
+            assert direct.tobytes() == batch._recent_table[key * row + j].tobytes()
+    # The partial-block factors, computed as the step did, over arrays of other lengths and orders.
+    scale = np.hypot(cfg.drift_sigma, cfg.jitter_sigma)
+    z_scale = 1.0 / scale if scale > 0 else 1.0
+    for size in (1, 3, 17, 40):
+        tokens = np.random.default_rng(size).integers(1, block + 1, size)
+        k = tokens.astype(np.float64)
+        s2 = np.log1p(np.expm1(sigma * sigma) / k)
+        keys = tokens % block
+        assert (k / block).tobytes() == batch._block_gain[keys].tobytes()
+        assert (np.sqrt(s2) * z_scale).tobytes() == batch._block_slope[keys].tobytes()
+        assert (s2 / 2).tobytes() == batch._block_shift[keys].tobytes()
+
+
+def test_any_ids_are_found_and_mistakes_refused() -> None:
+    # Small ids go through the dense table, negative and huge ones through the sorted lookup; listings
+    # in any order give results in that order; a listing checked once is refused once stale.
+    batch = LocalityModel().batch(1, block_tokens=4)
+    ids = [5, -3, 2**40, 0, 17]
+    for i, c in enumerate(ids):
+        batch.add(c, 10 * (i + 1))
+    for order in (ids, ids[::-1], sorted(ids)):
+        assert batch.tokens(np.array(order)).tolist() == [10 * (ids.index(c) + 1) for c in order]
+        _, off = batch.step(np.array(order), 2)
+        assert np.diff(off).tolist() == [-(-10 * (ids.index(c) + 1) // 4) for c in order]
+    small = np.array([0, 5, 17])
+    batch.append(small, 3)
+    batch.step(small)  # the same listing again
+    assert batch.tokens(small).tolist() == [43, 13, 53]
+    with pytest.raises(ValueError):
+        batch.step(np.array([5, 0, 5]))
+    with pytest.raises(ValueError):
+        batch.step(np.array([2**40, 5, 2**40]))
+    with pytest.raises(KeyError):
+        batch.step(np.array([0, 6]))
+    with pytest.raises(KeyError):
+        batch.step(np.array([-4, 0]))
+    batch.remove(5)
+    with pytest.raises(KeyError):
+        batch.step(small)
+    with pytest.raises(KeyError):
+        batch.step(np.array([5]))
+    batch.add(5, 8)
+    assert batch.tokens(small).tolist() == [43, 8, 53]
+    assert batch.step(np.array([17]))[1].tolist() == [0, 14]

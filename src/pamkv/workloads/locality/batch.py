@@ -37,7 +37,10 @@ capacity of its slot in the flat arrays. A context that outgrows its slot moves 
 the room (amortised O(1) per token); removals and moves leave holes that a compaction packs away once
 they outweigh the live slots. A step gathers the listed contexts' units into one ragged array and
 computes every part with segment operations (``np.add.reduceat``, ``np.maximum.reduceat``) — no
-Python loop over contexts.
+Python loop over contexts. Per-call costs are dominated by the number of array operations, not their
+size, so the usual calls take short cuts with the same results: ids found through a dense id -> slot
+table, factors that depend only on the tokens in a context's last unit tabulated once, one head's
+arrays handled as 1-D rows, and one context handled with slices.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ if TYPE_CHECKING:
 _GROWTH = 1.5  # slot and storage growth factor (amortised O(1) appends, <= 1.5x slack)
 _MIN_SLOT = 4  # units reserved for the smallest slot
 _COMPACT_MIN_UNITS = 1024  # holes smaller than this are never worth a compaction
+_TABLE_IDS = 1 << 22  # ids in [0, this) are found through a dense id -> slot table (<= 32 MiB)
 
 
 def units_for(n_tokens: int, block_tokens: int) -> int:
@@ -99,21 +103,48 @@ def ragged_arange(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return seg, np.arange(total, dtype=np.int64) - np.repeat(first, counts)
 
 
+def _ragged(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For segments of ``counts[i]`` (>= 0; at least one segment) items: each item's index within its
+    segment, and each segment's first item (int64 arrays)."""
+    starts = np.zeros(counts.size, dtype=np.int64)
+    np.add.accumulate(counts[:-1], out=starts[1:])
+    total = int(starts[-1]) + int(counts[-1])
+    return np.arange(total, dtype=np.int64) - np.repeat(starts, counts), starts
+
+
+# The helpers below take arrays with items on the last axis: (heads, items), or (items,) for one head.
 def _segment_sum(x: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Sums of ``x`` (heads, items) over the segments starting at ``starts`` (non-empty), (heads, segments)."""
-    return x.sum(axis=1, keepdims=True) if starts.size == 1 else np.add.reduceat(x, starts, axis=1)
+    """Sums of ``x`` over the segments of its last axis starting at ``starts`` (non-empty)."""
+    return np.add.reduce(x, axis=-1, keepdims=True) if starts.size == 1 else np.add.reduceat(x, starts, axis=-1)
 
 
 def _take(x: np.ndarray, idx: np.ndarray | slice) -> np.ndarray:
-    """``x[:, idx]``: a view for a slice; for an index array ``np.take``, several times faster than
-    two-dimensional fancy indexing."""
-    return x[:, idx] if isinstance(idx, slice) else np.take(x, idx, axis=1)
+    """``x[..., idx]``: a view for a slice; for an index array a copy (``np.take`` for several rows,
+    several times faster than two-dimensional fancy indexing)."""
+    if isinstance(idx, slice):
+        return x[..., idx]
+    return x[idx] if x.ndim == 1 else np.take(x, idx, axis=1)
 
 
 def _put(x: np.ndarray, idx: np.ndarray, values: np.ndarray) -> None:
-    """``x[:, idx] = values``, one head row at a time (one-dimensional fancy assignment is the fast one)."""
-    for h in range(x.shape[0]):
-        x[h][idx] = values[h]
+    """``x[..., idx] = values``, one row at a time (one-dimensional fancy assignment is the fast one)."""
+    if x.ndim == 1:
+        x[idx] = values
+    else:
+        for h in range(x.shape[0]):
+            x[h][idx] = values[h]
+
+
+def _add(x: np.ndarray, idx: np.ndarray, values: np.ndarray | float) -> None:
+    """``x[..., idx] += values`` for distinct ``idx``, one row at a time."""
+    if x.ndim == 1:
+        x[idx] += values
+    elif isinstance(values, np.ndarray):
+        for h in range(x.shape[0]):
+            x[h][idx] += values[h]
+    else:
+        for row in x:
+            row[idx] += values
 
 
 def _as_counts(values: int | Sequence[int] | np.ndarray, size: int, name: str) -> np.ndarray:
@@ -123,7 +154,7 @@ def _as_counts(values: int | Sequence[int] | np.ndarray, size: int, name: str) -
     arr = np.asarray(values)
     if arr.dtype.kind not in "iu":
         raise ValueError(f"{name} must be whole numbers")
-    arr = np.full(size, int(arr), dtype=np.int64) if arr.ndim == 0 else arr.astype(np.int64).ravel()
+    arr = np.full(size, int(arr), dtype=np.int64) if arr.ndim == 0 else arr.astype(np.int64, copy=False).ravel()
     if arr.size != size:
         raise ValueError(f"{name} must be one number or one per context ({size}), got {arr.size}")
     return arr
@@ -171,8 +202,43 @@ class LocalityBatch:
         self._slot_count = 0  # slot numbers handed out so far (freed ones are reused first)
         self._free_slots: list[int] = []
         self._lookup: tuple[np.ndarray, np.ndarray] | None = None  # sorted ids, their slots
-        # One context's recent weights depend only on (window width, tokens in its last unit).
-        self._recent_cache: dict[tuple[int, int], np.ndarray] = {}
+        self._table = np.full(0, -1, dtype=np.int64)  # slot of each id below _TABLE_IDS held, else -1
+        # The last listing checked (ids as bytes, their slots), valid until a context is added or removed.
+        self._listed: tuple[bytes, np.ndarray] = (b"", np.zeros(0, dtype=np.int64))
+        self._tabulate()
+
+    def _tabulate(self) -> None:
+        """Constants of a step, and per-unit factors that depend only on the tokens ``L`` (1..b) in a
+        context's last unit, indexed by ``L % b`` (0 for a full unit): the recent-window weights and the
+        background's partial-block factors.
+
+        A context's window units and their weights depend on ``L`` alone once its window is full; a
+        shorter context's window is all of it, its first ``units`` entries of the same row (no unit
+        reaches past the window). Tabulated values are the per-call ones: the same elementwise
+        operations on the same values (a ufunc's result per element does not depend on the array).
+        """
+        cfg = self.config
+        b = self.block_tokens
+        last = np.arange(b, dtype=np.int64)
+        last[0] = b
+        # Units touching the window of a context with a full window (at least one).
+        self._recent_count = 1 - (last - cfg.recent_window) // b
+        columns = int(self._recent_count.max())
+        j = np.arange(columns, dtype=np.int64)
+        weights = self._recent_weights(last[:, np.newaxis], cfg.recent_window, j[np.newaxis, :])
+        self._recent_table = weights.ravel()  # row L % b, column j (j = 0: the last unit)
+        self._recent_row = np.int64(columns)
+        sigma = cfg.background_sigma
+        scale = math.hypot(cfg.drift_sigma, cfg.jitter_sigma)
+        # z * z_scale is the standardised log-modulation z (scale 0: z is drawn afresh).
+        self._z_scale = 1.0 / scale if scale > 0 else 1.0
+        self._s2b = math.log1p(math.expm1(sigma * sigma) / b)  # sigma^2 of a full block's lognormal
+        k = last.astype(np.float64)
+        s2 = np.log1p(np.expm1(sigma * sigma) / k)
+        # Gain k / b, slope sqrt(s2) * z_scale on the raw log-modulation, shift s2 / 2.
+        self._block_gain = k / b
+        self._block_slope = np.sqrt(s2) * self._z_scale
+        self._block_shift = s2 / 2
 
     # --- bookkeeping --------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -193,14 +259,48 @@ class LocalityBatch:
     def _slots(self, context_ids: Iterable[int] | np.ndarray, *, unique: bool) -> np.ndarray:
         """Slot numbers of the listed contexts (KeyError for an unknown one, ValueError for a repeat)."""
         if isinstance(context_ids, (list, tuple)) and len(context_ids) == 1:
-            slot = self._slot_of.get(int(context_ids[0]))
-            if slot is None:
-                raise KeyError(f"unknown context {int(context_ids[0])}")
-            return np.array([slot], dtype=np.int64)
+            return self._slot_array(int(context_ids[0]))
         ids = np.asarray(context_ids if isinstance(context_ids, np.ndarray) else list(context_ids))
         if ids.size and ids.dtype.kind not in "iu":
             raise ValueError("context ids must be integers")
-        ids = ids.astype(np.int64).ravel()
+        if ids.size == 1:
+            return self._slot_array(int(ids.flat[0]))
+        ids = ids.astype(np.int64, copy=False).ravel()
+        if ids.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        key = ids.tobytes()
+        if key == self._listed[0]:  # e.g. a step listing the contexts just appended to
+            return self._listed[1]
+        # Increasing ids (the usual listing) are distinct, and bounded by the first and the last.
+        increasing = not np.count_nonzero(ids[1:] <= ids[:-1])
+        if increasing:
+            lo, hi = int(ids[0]), int(ids[-1])
+        else:
+            lo, hi = int(np.minimum.reduce(ids)), int(np.maximum.reduce(ids))
+        if lo >= 0 and hi < self._table.size:
+            slots = self._table[ids]
+            if np.count_nonzero(slots < 0):
+                raise KeyError(f"unknown context {int(ids[np.argmax(slots < 0)])}")
+        else:
+            slots = self._sorted_lookup(ids)
+        if unique:
+            if not increasing:
+                ordered = np.sort(slots)
+                if (ordered[1:] == ordered[:-1]).any():
+                    raise ValueError("a context is listed twice")
+            slots.flags.writeable = False
+            self._listed = (key, slots)
+        return slots
+
+    def _slot_array(self, context_id: int) -> np.ndarray:
+        """The slot of one context, as a one-element array (KeyError if unknown)."""
+        slot = self._slot_of.get(context_id)
+        if slot is None:
+            raise KeyError(f"unknown context {context_id}")
+        return np.array([slot], dtype=np.int64)
+
+    def _sorted_lookup(self, ids: np.ndarray) -> np.ndarray:
+        """Slots of ``ids`` (int64) by binary search over the sorted held ids (KeyError for an unknown one)."""
         if self._lookup is None:
             keys = np.fromiter(self._slot_of.keys(), dtype=np.int64, count=len(self._slot_of))
             vals = np.fromiter(self._slot_of.values(), dtype=np.int64, count=len(self._slot_of))
@@ -211,12 +311,7 @@ class LocalityBatch:
         known = (pos < keys.size) & (keys[pos] == ids) if keys.size else np.zeros(ids.size, dtype=bool)
         if not known.all():
             raise KeyError(f"unknown context {int(ids[np.argmin(known)])}")
-        slots = vals[pos]
-        if unique and slots.size > 1:
-            ordered = np.sort(slots)
-            if (ordered[1:] == ordered[:-1]).any():
-                raise ValueError("a context is listed twice")
-        return slots
+        return vals[pos]
 
     def tokens(self, context_ids: Iterable[int] | np.ndarray) -> np.ndarray:
         """Tokens now in each listed context (int64)."""
@@ -248,21 +343,43 @@ class LocalityBatch:
 
     def _alloc(self, caps: np.ndarray) -> np.ndarray:
         """Slots of ``caps`` units at the end of storage; returns their starts."""
-        starts = self._end + np.concatenate([[0], np.cumsum(caps)[:-1]]).astype(np.int64)
-        self._reserve(self._end + int(caps.sum()))
-        self._end += int(caps.sum())
-        self._live_cap += int(caps.sum())
+        starts = np.full(caps.size, self._end, dtype=np.int64)
+        np.add.accumulate(caps[:-1], out=starts[1:])
+        starts[1:] += self._end
+        total = int(starts[-1] + caps[-1]) - self._end
+        self._reserve(self._end + total)
+        self._end += total
+        self._live_cap += total
         return starts
+
+    def _alloc_one(self, cap: int) -> int:
+        """``_alloc`` for one slot of ``cap`` units; returns its start."""
+        start = self._end
+        self._reserve(start + cap)
+        self._end += cap
+        self._live_cap += cap
+        return start
 
     def _move(self, src: np.ndarray, dst: np.ndarray, counts: np.ndarray) -> None:
         """Copy ``counts[i]`` units from ``src[i]`` to ``dst[i]`` (ranges do not overlap)."""
-        seg, within = ragged_arange(counts)
-        s, d = src[seg] + within, dst[seg] + within
-        _put(self._pareto, d, np.take(self._pareto, s, axis=1))
-        _put(self._drift, d, np.take(self._drift, s, axis=1))
+        within, _ = _ragged(counts)
+        s, d = np.repeat(src, counts) + within, np.repeat(dst, counts) + within
+        _put(self._pareto, d, _take(self._pareto, s))
+        _put(self._drift, d, _take(self._drift, s))
 
     def _relocate(self, slots: np.ndarray, need: np.ndarray) -> None:
         """Move contexts that outgrew their slots to new slots at the end with room to grow."""
+        if slots.size == 1:  # the usual case: plain numbers and slices
+            slot, old = int(slots[0]), int(self._cap[slots[0]])
+            cap = max(int(need[0]), int(old * _GROWTH) + 1, _MIN_SLOT)
+            lo, to, units = int(self._start[slot]), self._alloc_one(cap), int(self._units[slot])
+            for x in (self._pareto, self._drift):
+                x[:, to : to + units] = x[:, lo : lo + units]
+            self._live_cap -= old
+            self._start[slot] = to
+            self._cap[slot] = cap
+            self._maybe_compact()
+            return
         old_cap = self._cap[slots]
         caps = np.maximum(need, np.maximum((old_cap * _GROWTH).astype(np.int64) + 1, _MIN_SLOT))
         src = self._start[slots].copy()
@@ -316,13 +433,20 @@ class LocalityBatch:
                     setattr(self, name, arr)
         self._slot_of[cid] = slot
         self._lookup = None
+        self._listed = (b"", self._listed[1])
+        if 0 <= cid < _TABLE_IDS:
+            if cid >= self._table.size:
+                table = np.full(min(max(2 * self._table.size, cid + 1, 64), _TABLE_IDS), -1, dtype=np.int64)
+                table[: self._table.size] = self._table
+                self._table = table
+            self._table[cid] = slot
         units = units_for(int(n_tokens), self.block_tokens)
-        cap = np.array([max(units + units // 8, _MIN_SLOT)], dtype=np.int64)
-        self._start[slot] = self._alloc(cap)[0]
-        self._cap[slot] = cap[0]
+        cap = max(units + units // 8, _MIN_SLOT)
+        self._start[slot] = self._alloc_one(cap)
+        self._cap[slot] = cap
         self._units[slot] = 0
         self._tokens[slot] = 0
-        self._append_slots(np.array([slot], dtype=np.int64), np.array([int(n_tokens)], dtype=np.int64))
+        self._append_one(slot, int(n_tokens))
 
     def remove(self, context_id: int) -> None:
         """Drop context ``context_id`` and free its storage."""
@@ -331,6 +455,9 @@ class LocalityBatch:
             raise KeyError(f"unknown context {cid}")
         slot = self._slot_of.pop(cid)
         self._lookup = None
+        self._listed = (b"", self._listed[1])
+        if 0 <= cid < _TABLE_IDS:
+            self._table[cid] = -1
         cap = int(self._cap[slot])
         self._live_cap -= cap
         if int(self._start[slot]) + cap == self._end:
@@ -346,63 +473,92 @@ class LocalityBatch:
         their static weights, and a stationary drift for each new unit."""
         slots = self._slots(context_ids, unique=True)
         new = _as_counts(new_tokens, slots.size, "new_tokens")
-        if (new < 0).any():
+        if np.count_nonzero(new < 0):
             raise ValueError("new_tokens must be >= 0")
         self._append_slots(slots, new)
 
     def _append_slots(self, slots: np.ndarray, new: np.ndarray) -> None:
         """``append`` for checked slot numbers and per-context token counts (>= 0)."""
         if slots.size == 1:
-            if new[0] == 0:
-                return
-        else:
+            self._append_one(int(slots[0]), int(new[0]))
+            return
+        if np.count_nonzero(new) < new.size:
             keep = new > 0
-            if not keep.all():
-                slots, new = slots[keep], new[keep]
+            slots, new = slots[keep], new[keep]
             if slots.size == 0:
                 return
         b = self.block_tokens
         n0 = self._tokens[slots]
         u0 = self._units[slots]
-        u1 = -(-(n0 + new) // b)
+        n1 = n0 + new
+        u1 = (n1 + (b - 1)) // b
         outgrown = u1 > self._cap[slots]
-        if outgrown.any():
+        if np.count_nonzero(outgrown):
             self._relocate(slots[outgrown], u1[outgrown])
-        start = self._start[slots]
-        p = pareto_weights(self.rng, (self.heads, int(new.sum())), self.config.tail_index)
-        fseg, fwithin = ragged_arange(u1 - u0)
-        fresh = start[fseg] + u0[fseg] + fwithin
-        if fresh.size:
-            self._pareto[:, fresh] = 0.0
-        seg, within = ragged_arange(new)
-        unit = start[seg] + (n0[seg] + within) // b
+        pstarts = np.zeros(new.size, dtype=np.int64)  # each context's first token in the draws
+        np.add.accumulate(new[:-1], out=pstarts[1:])
+        p = pareto_weights(self.rng, (self.heads, int(pstarts[-1]) + int(new[-1])), self.config.tail_index)
+        # The units receiving tokens, context by context in order: ``first + j`` for j < ``count``, the
+        # first one partial (it already holds ``held`` > 0 tokens) or fresh, the others fresh.
+        first, held = np.divmod(n0, b)
+        count = u1 - first
+        j, tstarts = _ragged(count)
+        target = np.repeat(self._start[slots] + first, count) + j
+        fresh = target[j >= np.repeat(u0 - first, count)]  # past a partial first unit
+        pareto = self._rows(self._pareto)
         if b == 1:
-            _put(self._pareto, unit, p)
+            _put(pareto, target, self._rows(p))
         else:
-            # ``unit`` runs through each context's units in order and contexts' ranges are disjoint:
-            # sum each run of equal units, then add the runs in (each target once).
-            change = np.empty(unit.size, dtype=bool)
-            change[0] = True
-            np.not_equal(unit[1:], unit[:-1], out=change[1:])
-            runs = np.flatnonzero(change)
-            self._pareto[:, unit[runs]] += np.add.reduceat(p, runs, axis=1)
+            # Unit ``first + j`` takes the context's tokens from max(j * b - held, 0) on: one run of p each.
+            runs = np.repeat(pstarts - held, count) + j * b
+            runs[tstarts] = pstarts
+            pareto[..., fresh] = 0.0
+            _add(pareto, target, np.add.reduceat(self._rows(p), runs, axis=-1))
         if fresh.size:
-            self._drift[:, fresh] = self.rng.standard_normal((self.heads, fresh.size))
-        self._tokens[slots] = n0 + new
+            _put(self._rows(self._drift), fresh, self._rows(self.rng.standard_normal((self.heads, fresh.size))))
+        self._tokens[slots] = n1
         self._units[slots] = u1
+
+    def _append_one(self, slot: int, new: int) -> None:
+        """``_append_slots`` for one context: scalar bookkeeping, slices of the flat arrays."""
+        if new == 0:
+            return
+        b = self.block_tokens
+        n0, u0 = int(self._tokens[slot]), int(self._units[slot])
+        u1 = -(-(n0 + new) // b)
+        if u1 > self._cap[slot]:
+            self._relocate(np.array([slot], dtype=np.int64), np.array([u1], dtype=np.int64))
+        start = int(self._start[slot])
+        p = pareto_weights(self.rng, (self.heads, new), self.config.tail_index)
+        first = n0 // b
+        held = n0 - first * b
+        lo, hi = start + first, start + u1
+        if b == 1:
+            self._pareto[:, lo:hi] = p
+        else:
+            runs = np.arange(u1 - first, dtype=np.int64) * b - held
+            runs[0] = 0
+            sums = np.add.reduceat(p, runs, axis=1)
+            if held:
+                sums[:, 0] += self._pareto[:, lo]
+            self._pareto[:, lo:hi] = sums
+        if u1 > u0:
+            self._drift[:, start + u0 : hi] = self.rng.standard_normal((self.heads, u1 - u0))
+        self._tokens[slot] = n0 + new
+        self._units[slot] = u1
 
     # --- steps --------------------------------------------------------------------------------------
     def _gather_index(self, slots: np.ndarray) -> tuple[np.ndarray | slice, np.ndarray, np.ndarray]:
         """Storage index of the listed contexts' units (a slice for one context), their unit counts
         and the ragged offsets."""
         units = self._units[slots]
-        offsets = np.zeros(slots.size + 1, dtype=np.int64)
-        np.cumsum(units, out=offsets[1:])
         if slots.size == 1:
-            lo = int(self._start[slots[0]])
-            return slice(lo, lo + int(units[0])), units, offsets
-        idx = np.arange(int(offsets[-1]), dtype=np.int64)
-        idx += np.repeat(self._start[slots] - offsets[:-1], units)
+            lo, u = int(self._start[slots[0]]), int(units[0])
+            return slice(lo, lo + u), units, np.array((0, u), dtype=np.int64)
+        offsets = np.zeros(slots.size + 1, dtype=np.int64)
+        np.add.accumulate(units, out=offsets[1:])
+        idx = np.repeat(self._start[slots] - offsets[:-1], units)
+        idx += np.arange(idx.size, dtype=np.int64)
         return idx, units, offsets
 
     def step(
@@ -413,37 +569,47 @@ class LocalityBatch:
         ``(mass, offsets)``: ``mass[:, offsets[i]:offsets[i + 1]]`` is context ``i``'s mass per unit,
         shape ``(heads, units_i)``, each row summing to 1."""
         slots = self._slots(context_ids, unique=True)
+        if isinstance(steps, (int, np.integer)) and not isinstance(steps, bool):
+            if steps < 1:
+                raise ValueError("steps must be >= 1")
+            return self._step_slots(slots, int(steps))
         k = _as_counts(steps, slots.size, "steps")
         if (k < 1).any():
             raise ValueError("steps must be >= 1")
         return self._step_slots(slots, k)
 
-    def _step_slots(self, slots: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``step`` for checked slot numbers and per-context step counts."""
+    def _step_slots(self, slots: np.ndarray, k: int | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``step`` for checked slot numbers and step counts (one for all, or one per context)."""
         if slots.size == 0:
             return np.zeros((self.heads, 0)), np.zeros(1, dtype=np.int64)
         cfg = self.config
         idx, units, offsets = self._gather_index(slots)
-        drift = _take(self._drift, idx)  # a view for one context, a copy otherwise
-        u = drift.shape[1]
-        if k.size == 1 or (k == k[0]).all():
-            a = cfg.drift_corr ** int(k[0])
+        drift = _take(self._rows(self._drift), idx)  # a view for one context, a copy otherwise
+        shape = drift.shape
+        if isinstance(k, np.ndarray) and (k.size == 1 or not np.count_nonzero(k != k[0])):
+            k = int(k[0])
+        if isinstance(k, int):
+            a = cfg.drift_corr**k
             drift *= a
-            drift += math.sqrt(1.0 - a * a) * self.rng.standard_normal((self.heads, u))
+            drift += math.sqrt(1.0 - a * a) * self.rng.standard_normal(shape)
         else:
-            a_ctx = cfg.drift_corr ** k.astype(np.float64)
-            a_unit = np.repeat(a_ctx, units)
+            a_unit = np.repeat(cfg.drift_corr ** k.astype(np.float64), units)
             drift *= a_unit
-            drift += np.sqrt(1.0 - a_unit * a_unit) * self.rng.standard_normal((self.heads, u))
+            drift += np.sqrt(1.0 - a_unit * a_unit) * self.rng.standard_normal(shape)
         if not isinstance(idx, slice):
-            _put(self._drift, idx, drift)
+            _put(self._rows(self._drift), idx, drift)
         if cfg.jitter_sigma > 0:
-            log_mod = self.rng.standard_normal((self.heads, u))
+            log_mod = self.rng.standard_normal(shape)
             log_mod *= cfg.jitter_sigma
             log_mod += cfg.drift_sigma * drift
         else:
             log_mod = cfg.drift_sigma * drift
         return self._mass(slots, idx, units, offsets, log_mod), offsets
+
+    def _rows(self, x: np.ndarray) -> np.ndarray:
+        """``x`` (heads, n) as the step computes on it: its one row, 1-D, when there is one head (fewer
+        and cheaper array operations; the same values, unit by unit and context by context)."""
+        return x[0] if self.heads == 1 else x
 
     def mass_of(self, context_ids: Iterable[int] | np.ndarray, log_mod: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mass per unit for a given log-modulation (the ragged ``(heads, units)`` layout of ``step``),
@@ -453,7 +619,7 @@ class LocalityBatch:
         log_mod = np.asarray(log_mod, dtype=np.float64)
         if log_mod.shape != (self.heads, int(offsets[-1])):
             raise ValueError(f"log_mod must have shape {(self.heads, int(offsets[-1]))}, got {log_mod.shape}")
-        return self._mass(slots, idx, units, offsets, log_mod), offsets
+        return self._mass(slots, idx, units, offsets, self._rows(log_mod)), offsets
 
     def _mass(
         self,
@@ -463,58 +629,60 @@ class LocalityBatch:
         offsets: np.ndarray,
         log_mod: np.ndarray,
     ) -> np.ndarray:
-        """The mixture of the module docs for the gathered units; each context's rows sum to 1."""
+        """The mixture of the module docs for the gathered units, ``(heads, units)``; each context's rows
+        sum to 1. ``log_mod`` has the units on its last axis (see ``_rows``)."""
         cfg = self.config
         b = self.block_tokens
         starts = offsets[:-1]
-
         one = units.size == 1
 
-        def spread(per_context: np.ndarray) -> np.ndarray:  # (heads, contexts) -> broadcastable to units
-            return per_context if one else np.repeat(per_context, units, axis=1)
+        def spread(per_context: np.ndarray) -> np.ndarray:  # per context -> broadcastable to units
+            return per_context if one else per_context.repeat(units, axis=-1)
 
-        seg_max = log_mod.max(axis=1, keepdims=True) if one else np.maximum.reduceat(log_mod, starts, axis=1)
+        if one:
+            seg_max = np.maximum.reduce(log_mod, axis=-1, keepdims=True)
+        else:
+            seg_max = np.maximum.reduceat(log_mod, starts, axis=-1)
         modulation = np.exp(log_mod - spread(seg_max))
         content_share = 1.0 - cfg.sink_mass - cfg.recent_mass - cfg.background_mass
-        out = _take(self._pareto, idx) * modulation
+        out = _take(self._rows(self._pareto), idx) * modulation
         out *= spread(content_share / _segment_sum(out, starts))
 
         n = self._tokens[slots]
-        last_tokens = n - b * (units - 1)  # tokens in each context's last unit, 1..b
+        tail = n % b  # the key of the tables (tokens in the last unit, 0 for a full one)
+        last = offsets[1:] - 1  # each context's last unit
         if cfg.recent_mass > 0:
-            width = np.minimum(cfg.recent_window, n)
-            count = units - (n - width) // b  # units touching the window
-            if one:  # one context: the window is its last ``count`` units; weights cached
-                c = int(count[0])
-                key = (int(width[0]), int(last_tokens[0]))
-                prof = self._recent_cache.get(key)
-                if prof is None:
-                    j = np.arange(c - 1, -1, -1, dtype=np.int64)
-                    prof = self._recent_weights(last_tokens[0], width[0], j)
-                    self._recent_cache[key] = prof
-                rw = prof * modulation[:, units[0] - c :]
-                out[:, units[0] - c :] += rw * (cfg.recent_mass / rw.sum(axis=1, keepdims=True))
+            # Each context's window: its last ``count`` units, weights tabulated by ``tail``, j = 0 for
+            # the last unit.
+            row = self._recent_row
+            if one:
+                u, key = int(units[0]), int(tail[0])
+                c = min(int(self._recent_count[key]), u)
+                rw = self._recent_table[key * row : key * row + c][::-1] * modulation[..., u - c :]
+                out[..., u - c :] += rw * (cfg.recent_mass / np.add.reduce(rw, axis=-1, keepdims=True))
             else:
-                rseg, j = ragged_arange(count)  # j = 0 for a context's last unit
-                local = offsets[rseg + 1] - 1 - j
-                rw = self._recent_weights(last_tokens[rseg], width[rseg], j) * np.take(modulation, local, axis=1)
-                rstarts = np.zeros(count.size, dtype=np.int64)
-                np.cumsum(count[:-1], out=rstarts[1:])
-                rw *= np.take(cfg.recent_mass / _segment_sum(rw, rstarts), rseg, axis=1)
-                _put(out, local, np.take(out, local, axis=1) + rw)
+                count = np.minimum(self._recent_count[tail], units)
+                j, rstarts = _ragged(count)
+                local = np.repeat(last, count) - j
+                rw = self._recent_table[np.repeat(tail * row, count) + j] * _take(modulation, local)
+                rw *= (cfg.recent_mass / _segment_sum(rw, rstarts)).repeat(count, axis=-1)
+                _add(out, local, rw)
         if cfg.sink_tokens and cfg.sink_mass > 0:
             if cfg.sink_tokens <= b:  # every context's sinks lie in its first unit
-                out[:, starts] += cfg.sink_mass
+                if one:
+                    out[..., 0] += cfg.sink_mass
+                else:
+                    _add(out, starts, cfg.sink_mass)
             else:
                 sinks = np.minimum(cfg.sink_tokens, n)
                 sseg, kk = ragged_arange(-(-sinks // b))
                 held = np.minimum(b, sinks[sseg] - kk * b)  # sink tokens in each sink unit
-                out[:, starts[sseg] + kk] += cfg.sink_mass * held / sinks[sseg]
+                out[..., starts[sseg] + kk] += cfg.sink_mass * held / sinks[sseg]
         if cfg.background_mass > 0:
-            out += self._background(log_mod, last_tokens, offsets, spread)
-        return out
+            out += self._background(log_mod, tail, starts, last, spread)
+        return out if out.ndim == 2 else out[np.newaxis]
 
-    def _recent_weights(self, last_tokens: np.ndarray, width: np.ndarray, j: np.ndarray) -> np.ndarray:
+    def _recent_weights(self, last_tokens: np.ndarray, width: np.ndarray | int, j: np.ndarray) -> np.ndarray:
         """Recent-window weight (unnormalised) of the unit ``j`` units before a context's last one, whose
         last unit holds ``last_tokens`` tokens and whose window spans the newest ``width`` tokens: the
         sum of ``(recent_offset + d)^-recent_decay`` over the unit's tokens at distances ``d < width``."""
@@ -527,11 +695,12 @@ class LocalityBatch:
     def _background(
         self,
         log_mod: np.ndarray,
-        last_tokens: np.ndarray,
-        offsets: np.ndarray,
+        tail: np.ndarray,
+        starts: np.ndarray,
+        last: np.ndarray,
         spread: Callable[[np.ndarray], np.ndarray],
     ) -> np.ndarray:
-        """This step's diffuse mass per unit, ``(heads, units)``, each context's rows summing to
+        """This step's diffuse mass per unit (the layout of ``log_mod``), each context's rows summing to
         ``background_mass``.
 
         A token's weight is exp(background_sigma * z), with ``z`` its standardised log-modulation (the
@@ -539,26 +708,21 @@ class LocalityBatch:
         fresh normals when there is no modulation. A block's weight stands for the sum over its tokens:
         one lognormal with the same mean and variance (Fenton-Wilkinson moment matching),
         ``k * exp(sqrt(s2) z - s2 / 2)`` with ``s2 = log(1 + (exp(sigma^2) - 1) / k)`` for ``k`` tokens.
+        ``tail``: each context's tokens in its last unit modulo ``block_tokens``; ``starts``, ``last``:
+        each context's first and last unit.
         """
         cfg = self.config
-        b = self.block_tokens
-        sigma = cfg.background_sigma
-        scale = math.hypot(cfg.drift_sigma, cfg.jitter_sigma)
         # z * z_scale is the standardised log-modulation (the scale is folded into one multiply).
-        if scale > 0:
-            z, z_scale = log_mod, 1.0 / scale
-        else:
-            z, z_scale = self.rng.standard_normal(log_mod.shape), 1.0
-        s2b = math.log1p(math.expm1(sigma * sigma) / b)  # sigma^2 for b = 1
-        w = np.exp(z * (math.sqrt(s2b) * z_scale))
-        if b > 1:
+        z = log_mod if math.hypot(cfg.drift_sigma, cfg.jitter_sigma) > 0 else self.rng.standard_normal(log_mod.shape)
+        s2b = self._s2b
+        w = np.exp(z * (math.sqrt(s2b) * self._z_scale))
+        if self.block_tokens > 1:
             # Full blocks share k = b, so their common factor b * exp(-s2/2) is dropped (it cancels
-            # in the normalisation); a partial last block is rescaled relative to it.
-            last = offsets[1:] - 1
-            k = last_tokens.astype(np.float64)
-            s2 = np.log1p(np.expm1(sigma * sigma) / k)
-            w[:, last] = (k / b) * np.exp(np.sqrt(s2) * z_scale * z[:, last] - s2 / 2 + s2b / 2)
-        w *= spread(cfg.background_mass / _segment_sum(w, offsets[:-1]))
+            # in the normalisation); a partial last block (k tokens) is rescaled relative to it:
+            # (k / b) * exp(sqrt(s2) * z_scale * z - s2 / 2 + s2b / 2), factors tabulated.
+            slope, shift = self._block_slope[tail], self._block_shift[tail]
+            _put(w, last, self._block_gain[tail] * np.exp(slope * _take(z, last) - shift + s2b / 2))
+        w *= spread(cfg.background_mass / _segment_sum(w, starts))
         return w
 
 
