@@ -137,9 +137,9 @@ class ListKV:
         for r, n in zip(rids.tolist(), tokens.tolist(), strict=True):
             self.held[r] = self.held.get(r, 0) + n
 
-    def add_decode_tokens(self, rids: np.ndarray, steps: int) -> None:
-        for r in rids.tolist():
-            self.held[r] += steps
+    def add_decode_tokens(self, rids: np.ndarray, steps: np.ndarray | int) -> None:
+        for r, n in zip(rids.tolist(), np.broadcast_to(steps, rids.shape).tolist(), strict=True):
+            self.held[r] += n
 
     def free(self, rids: np.ndarray | int) -> None:
         for r in np.atleast_1d(rids).tolist():

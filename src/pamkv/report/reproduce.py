@@ -125,7 +125,7 @@ class _PrefillMeter:
         return seconds, busy, joules
 
     def decode(
-        self, batch: int, reads: np.ndarray, context: np.ndarray, imbalance: np.ndarray | None = None
+        self, batch: int | np.ndarray, reads: np.ndarray, context: np.ndarray, imbalance: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         result: tuple[np.ndarray, np.ndarray, np.ndarray] = self.inner.decode(batch, reads, context, imbalance)
         return result

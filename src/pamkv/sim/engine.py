@@ -32,7 +32,7 @@ class KVState(Protocol):
     def fits(self, rid: int, tokens: int) -> bool: ...
     def free_tokens(self) -> int: ...
     def add_tokens(self, rids: np.ndarray, tokens: np.ndarray) -> None: ...
-    def add_decode_tokens(self, rids: np.ndarray, steps: int) -> None: ...
+    def add_decode_tokens(self, rids: np.ndarray, steps: np.ndarray) -> None: ...
     def free(self, rids: np.ndarray | int) -> None: ...
     def read_shares(self, rids: np.ndarray) -> np.ndarray: ...
     def window(self) -> np.ndarray: ...
@@ -47,7 +47,7 @@ class Pricer(Protocol):
 
     def prefill(self, chunks: list[int], contexts: list[int]) -> tuple[float, np.ndarray, float]: ...
     def decode(
-        self, batch: int, reads: np.ndarray, context: np.ndarray, imbalance: np.ndarray | None = None
+        self, batch: np.ndarray, reads: np.ndarray, context: np.ndarray, imbalance: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
     def migration(self, link_bytes: np.ndarray) -> tuple[float, float]: ...
 
@@ -114,9 +114,10 @@ class Engine:
         # A preempted request recomputes its prompt and what it had generated (vLLM's recompute).
         return int(self.reqs.prompt[rid]) + self.recompute.get(rid, 0)
 
-    def _finish(self, rids: np.ndarray) -> None:
+    def _finish(self, rids: np.ndarray, at: np.ndarray | float | None = None) -> None:
+        """Complete ``rids`` at times ``at`` (default now) and release their KV."""
         if rids.size:
-            self.reqs.finish[rids] = self.now
+            self.reqs.finish[rids] = self.now if at is None else at
             self.sched.finish(rids.tolist())
             self.kv.free(rids)
 
@@ -175,39 +176,48 @@ class Engine:
         self._row(start, "prefill", len(chunks), 1, sum(sizes), 0.0)
 
     def _decode(self, rids: np.ndarray, next_arrival: float) -> None:
+        """Run decode steps of ``rids`` up to the next event; requests that finish on the way drop out."""
         reqs, opts = self.reqs, self.opts
         left = reqs.output[rids] - reqs.generated[rids]
-        k = int(left.min())
+        k = int(left.max())
         if opts.schedule_every:
             k = min(k, opts.schedule_every - self.steps % opts.schedule_every)
+        full = len(self.sched.running) >= opts.limits.max_batch
+        if self.sched.waiting or (full and next_arrival < math.inf):
+            k = min(k, int(left.min()))  # a finish frees room for a waiting request: admit it then
         k = max(1, min(k, self.kv.free_tokens() // max(1, len(rids))))
         context = reqs.prompt[rids] + reqs.generated[rids]  # tokens in cache at the first step
         shares = self.kv.read_shares(rids)  # [B, tiers], refreshed at each scheduling window
         s = np.arange(k)[:, None]
         ctx = context[None, :] + s  # [k, B]
+        active = s < left[None, :]  # request b still decodes at step s
         if opts.sparsity_ratio > 1:
             chosen = np.minimum(ctx, np.maximum(np.ceil(ctx / opts.sparsity_ratio), opts.min_selected))
         else:
             chosen = ctx.astype(np.float64)
+        chosen *= active
         reads = chosen @ shares  # [k, tiers] tokens read per layer over the batch
-        seconds, busy, energy = self.pricer.decode(len(rids), reads, ctx.sum(axis=1), self.kv.imbalance)
+        batch = active.sum(axis=1)
+        seconds, busy, energy = self.pricer.decode(batch, reads, (ctx * active).sum(axis=1), self.kv.imbalance)
         cum = np.cumsum(seconds)
-        if next_arrival < math.inf and len(self.sched.running) < opts.limits.max_batch:
+        if next_arrival < math.inf and not full:
             # Stop after the step during which the next request arrives: it is prefilled next.
             k = min(k, int(np.searchsorted(self.now + cum, next_arrival, side="left")) + 1)
         start = self.now
         self.now += float(cum[k - 1])
         self.decode_s += float(cum[k - 1])
-        self.decode_tokens += k * len(rids)
+        took = np.minimum(left, k)
+        self.decode_tokens += int(took.sum())
         self.busy += busy[:k].sum(axis=0)
         self.energy_j += float(energy[:k].sum())
         self.steps += k
-        self.kv.add_decode_tokens(rids, k)
-        reqs.generated[rids] += k
+        self.kv.add_decode_tokens(rids, took)
+        reqs.generated[rids] += took
         migrated = 0.0
         if opts.schedule_every and self.steps % opts.schedule_every == 0:
             migrated = self._window()
-        self._finish(rids[reqs.generated[rids] >= reqs.output[rids]])
+        done = left <= k
+        self._finish(rids[done], start + cum[left[done] - 1])
         self._row(start, "decode", len(rids), k, int(reads[:k].sum()), migrated)
 
     def _window(self) -> float:

@@ -174,8 +174,9 @@ class SimKV:
         self.held[rids] += tokens
         self.live[rids] = True
 
-    def add_decode_tokens(self, rids: np.ndarray, steps: int) -> None:
-        """Count ``steps`` generated tokens for each request of the decode batch (placed at the next window)."""
+    def add_decode_tokens(self, rids: np.ndarray, steps: np.ndarray | int) -> None:
+        """Count ``steps`` (per request, or one number) generated tokens for each request of the decode
+        batch; they are placed at the next window."""
         bt = self.block_tokens
         held = self.held[rids]
         self._pending_blocks += int((-(-(held + steps) // bt) + held // -bt).sum())
@@ -255,16 +256,37 @@ class SimKV:
     def read_shares(self, rids: np.ndarray) -> np.ndarray:
         """Share of each request's selected tokens held by each tier, ``[len(rids), tiers]``.
 
-        Uses the selection of the last window where there is one (the shares between windows), else
-        draws one (a request that just joined the batch).
+        Uses the selection of the last window where there is one (the shares between windows). A
+        request that just joined the batch gets a fresh draw, unless all its blocks sit in one tier:
+        then that tier serves all its reads whatever is selected (and a draw here would feed nothing
+        else: only windows update importance).
         """
         todo = ~self._has_shares[rids]
         if todo.any():
             fresh = rids[todo]
-            owner, pos, _ = self._selection(fresh)
-            self._shares[fresh] = self._tier_shares(fresh, owner, pos)
+            tier = self._sole_tier(fresh)
+            one = tier >= 0
+            shares = np.zeros((fresh.size, len(self.tier_names)))
+            shares[np.flatnonzero(one), tier[one]] = 1.0
+            if not one.all():
+                mixed = fresh[~one]
+                owner, pos, _ = self._selection(mixed)
+                shares[~one] = self._tier_shares(mixed, owner, pos)
+            self._shares[fresh] = shares
             self._has_shares[fresh] = True
         return self._shares[rids]
+
+    def _sole_tier(self, rids: np.ndarray) -> np.ndarray:
+        """Per request, the tier holding all its placed blocks, or -1 if they span tiers."""
+        bt = self.block_tokens
+        nblocks = -(-(self.held[rids] - self.pending[rids]) // bt)
+        offsets = np.zeros(rids.size + 1, dtype=np.int64)
+        np.cumsum(nblocks, out=offsets[1:])
+        seg = np.repeat(np.arange(rids.size), nblocks)
+        tier = self.store.locate(rids[seg], (np.arange(seg.size) - offsets[seg]) * bt).tier
+        lo = np.minimum.reduceat(tier, offsets[:-1])
+        hi = np.maximum.reduceat(tier, offsets[:-1])
+        return np.where(lo == hi, lo, -1)
 
     def _tier_shares(self, rids: np.ndarray, owner: np.ndarray, pos: np.ndarray,
                      whole_batch: bool = False) -> np.ndarray:
