@@ -171,3 +171,22 @@ def test_engine_single_request_matches_the_sum_of_its_steps() -> None:
     assert result.metrics["tpot_s_p50"] == pytest.approx(decode / 10)
     assert result.metrics["requests_completed"] == 1
     assert result.metrics["output_tokens"] == 11
+
+
+def test_a_request_finishing_mid_segment_leaves_with_its_own_finish_time() -> None:
+    """Two requests decode together; the shorter leaves after its last token, the other goes on alone,
+    all in one segment (no iteration boundary at the completion)."""
+    pricer = _pricer([1])
+    reqs = Requests(arrival=np.zeros(2), prompt=np.array([100, 100]), output=np.array([4, 11]))
+    opts = EngineOptions(BatchLimits(8, 8192), sparsity_ratio=1.0, schedule_every=0, migration_overlapped=True,
+                         max_sim_s=1e9)
+    result = Engine(reqs, ListKV(), pricer, opts).run()
+    prefill = pricer.prefill([100, 100], [100, 100])[0]
+    together = sum(pricer.decode(2, np.array([[2 * (100.0 + i)]]), np.array([2 * (100.0 + i)]))[0][0]
+                   for i in range(1, 4))
+    alone = sum(pricer.decode(1, np.array([[100.0 + i]]), np.array([100.0 + i]))[0][0] for i in range(4, 11))
+    e2e = result.requests["e2e_s"].to_numpy()
+    assert e2e[0] == pytest.approx(prefill + together)
+    assert e2e[1] == pytest.approx(prefill + together + alone)
+    assert result.timeline["kind"].tolist() == ["prefill", "decode"]
+    assert result.metrics["output_tokens"] == 15

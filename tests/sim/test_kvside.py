@@ -1,0 +1,93 @@
+"""The simulator's KV side: capacity with generated tokens pending placement, shares, frees."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pamkv.config.workloads import LocalityConfig
+from pamkv.kv import LayoutSpec, PamPolicy
+from pamkv.sim.kvside import SimKV, TierPlan
+from pamkv.workloads.locality import LocalityModel
+
+BT = 16
+
+
+def small_kv(window_steps: int = 4) -> SimKV:
+    """Two tiers of 8 and 16 blocks (128 + 256 tokens), PAM policy, locality-driven selection."""
+    lay = LayoutSpec(units=2, banks_per_unit=2, rows_per_bank=64, row_bytes=64)
+    plans = [TierPlan("hbm", 1, 8 * BT * 2.0, lay), TierPlan("ddr", 2, 8 * BT * 2.0, lay)]
+    return SimKV(plans, 1.0, 2, BT, PamPolicy(x=2.0, y=1.0), "pam", LocalityModel(LocalityConfig()),
+                 sparsity_ratio=8.0, min_selected=16, frequency_blind=False, schedule=True, seed=3,
+                 window_steps=window_steps)
+
+
+def test_generated_tokens_count_at_once_and_are_placed_at_the_window() -> None:
+    kv = small_kv()
+    kv.add_tokens(np.array([0]), np.array([40]))
+    free_before = kv.free_tokens()
+    kv.add_decode_tokens(np.array([0]), np.array([30]))  # 40 -> 70 tokens: blocks 3 -> 5
+    assert kv.store.length(0) == 40  # not placed yet
+    assert kv.free_tokens() == free_before - 2 * BT  # but its two new blocks are spoken for
+    assert kv.tokens_lost() == 0
+    kv.window()
+    assert kv.store.length(0) == 70 and not kv.pending.any()
+    assert kv.free_tokens() == free_before - 2 * BT
+    kv.store.check()
+
+
+def test_freeing_a_request_with_pending_tokens_returns_all_its_room() -> None:
+    kv = small_kv()
+    empty = kv.free_tokens()
+    kv.add_tokens(np.array([0, 1]), np.array([40, 17]))
+    kv.add_decode_tokens(np.array([0, 1]), np.array([9, 30]))
+    kv.free(np.array([0]))
+    kv.free(1)
+    assert kv.free_tokens() == empty and kv.tokens_lost() == 0
+    assert kv.store.requests == []
+    kv.store.check()
+
+
+def test_a_request_in_one_tier_reads_only_from_it_without_a_draw() -> None:
+    kv = small_kv()
+    kv.add_tokens(np.array([5]), np.array([50]))  # 4 blocks: all fit in the top tier
+    shares = kv.read_shares(np.array([5]))
+    assert shares.tolist() == [[1.0, 0.0]]
+    assert kv.batch is not None and 5 not in kv.batch  # no locality stream opened for it
+
+
+def test_a_request_across_tiers_gets_shares_from_its_selection() -> None:
+    kv = small_kv()
+    kv.add_tokens(np.array([0]), np.array([300]))  # 19 blocks: 8 in the top tier, the rest below
+    shares = kv.read_shares(np.array([0]))[0]
+    assert shares.sum() == 1.0 and 0 < shares[0] < 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["add", "decode", "window", "free"]), st.integers(1, 200)),
+                min_size=1, max_size=40))
+def test_capacity_is_never_exceeded_and_no_token_is_lost(ops: list[tuple[str, int]]) -> None:
+    """Ops as the engine makes them: admit when ``fits``, decode at most ``free_tokens`` over the batch."""
+    kv = small_kv()
+    next_id = 0
+    for op, n in ops:
+        live = np.flatnonzero(kv.live)
+        if op == "add" and kv.fits(next_id, n):
+            kv.add_tokens(np.array([next_id]), np.array([n]))
+            next_id += 1
+        elif op == "decode" and live.size:
+            steps = min(n % 20 + 1, kv.free_tokens() // live.size)
+            if steps:
+                kv.add_decode_tokens(live, np.full(live.size, steps))
+        elif op == "window":
+            kv.window()
+        elif op == "free" and live.size:
+            kv.free(live[n % live.size])
+        assert kv.tokens_lost() == 0
+        assert kv.free_tokens() >= 0
+        assert int(kv.held.sum()) == int(kv.store.tier_tokens.sum()) + int(kv.pending.sum())
+        assert (kv.store.used <= kv.store.capacity).all()
+    kv.window()  # placing everything pending must fit
+    assert not kv.pending.any()
+    kv.store.check()
