@@ -6,8 +6,10 @@ simulation and saves every call it makes to its locality batch (``add``, ``appen
 ``remove``, ``compact``, with copies of the arguments). ``python benchmarks/locality.py --replay PATH``
 replays such a file on a fresh batch with a fixed seed and prints the CPU time per kind of call (least
 over ``--repeat`` replays) and two digests: of every returned array, and of the batch's whole state
-(random generator, slot bookkeeping, flat storage) after every call. Replaying one file under two
-versions of the package compares their speed and checks they give bit-identical results.
+(random generator, slot bookkeeping, flat storage) after every call. ``append`` and ``step`` are timed
+apart for one context and for several. Replaying one file under two versions of the package (e.g. the
+other with ``PYTHONPATH=<older checkout>/src``) compares their speed and checks they give bit-identical
+results.
 
 ``--heads``, ``--block-tokens`` and ``--compact-min`` replay the same calls with other shapes (several
 head rows, one unit per token, compaction as soon as holes outweigh live slots); ``--scale`` multiplies

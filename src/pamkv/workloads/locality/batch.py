@@ -114,8 +114,11 @@ def _ragged(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 # The helpers below take arrays with items on the last axis: (heads, items), or (items,) for one head.
 def _segment_sum(x: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Sums of ``x`` over the segments of its last axis starting at ``starts`` (non-empty)."""
-    return np.add.reduce(x, axis=-1, keepdims=True) if starts.size == 1 else np.add.reduceat(x, starts, axis=-1)
+    """Sums of ``x`` over the segments of its last axis starting at ``starts`` (non-empty); for one
+    segment a column per row, or a scalar for a 1-D ``x`` (cheaper to compute with)."""
+    if starts.size > 1:
+        return np.add.reduceat(x, starts, axis=-1)
+    return np.add.reduce(x, axis=-1, keepdims=True) if x.ndim > 1 else np.add.reduce(x)
 
 
 def _take(x: np.ndarray, idx: np.ndarray | slice) -> np.ndarray:
@@ -639,10 +642,12 @@ class LocalityBatch:
         def spread(per_context: np.ndarray) -> np.ndarray:  # per context -> broadcastable to units
             return per_context if one else per_context.repeat(units, axis=-1)
 
-        if one:
+        if not one:
+            seg_max = np.maximum.reduceat(log_mod, starts, axis=-1)
+        elif log_mod.ndim > 1:
             seg_max = np.maximum.reduce(log_mod, axis=-1, keepdims=True)
         else:
-            seg_max = np.maximum.reduceat(log_mod, starts, axis=-1)
+            seg_max = np.maximum.reduce(log_mod)
         modulation = np.exp(log_mod - spread(seg_max))
         content_share = 1.0 - cfg.sink_mass - cfg.recent_mass - cfg.background_mass
         out = _take(self._rows(self._pareto), idx) * modulation
@@ -659,7 +664,7 @@ class LocalityBatch:
                 u, key = int(units[0]), int(tail[0])
                 c = min(int(self._recent_count[key]), u)
                 rw = self._recent_table[key * row : key * row + c][::-1] * modulation[..., u - c :]
-                out[..., u - c :] += rw * (cfg.recent_mass / np.add.reduce(rw, axis=-1, keepdims=True))
+                out[..., u - c :] += rw * (cfg.recent_mass / _segment_sum(rw, starts))
             else:
                 count = np.minimum(self._recent_count[tail], units)
                 j, rstarts = _ragged(count)
@@ -670,7 +675,7 @@ class LocalityBatch:
         if cfg.sink_tokens and cfg.sink_mass > 0:
             if cfg.sink_tokens <= b:  # every context's sinks lie in its first unit
                 if one:
-                    out[..., 0] += cfg.sink_mass
+                    out[..., :1] += cfg.sink_mass
                 else:
                     _add(out, starts, cfg.sink_mass)
             else:
