@@ -148,8 +148,11 @@ class ListKV:
     def read_shares(self, rids: np.ndarray) -> np.ndarray:
         return np.ones((len(rids), 1))
 
-    def window(self) -> np.ndarray:
+    def window(self, steps: int) -> np.ndarray:
         return np.zeros(0)
+
+    def below_top(self) -> bool:
+        return False
 
     def occupancy(self) -> np.ndarray:
         return np.array([sum(self.held.values())])

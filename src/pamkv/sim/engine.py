@@ -35,7 +35,8 @@ class KVState(Protocol):
     def add_decode_tokens(self, rids: np.ndarray, steps: np.ndarray) -> None: ...
     def free(self, rids: np.ndarray | int) -> None: ...
     def read_shares(self, rids: np.ndarray) -> np.ndarray: ...
-    def window(self) -> np.ndarray: ...
+    def window(self, steps: int) -> np.ndarray: ...
+    def below_top(self) -> bool: ...
     def occupancy(self) -> np.ndarray: ...
     def tokens_lost(self) -> int: ...
 
@@ -86,6 +87,9 @@ class EngineOptions:
     max_sim_s: float
     min_selected: int = 64
     """A step reads at least this many tokens of a request (or all it has): sinks plus recent window."""
+    idle_window_factor: int = 4
+    """While every block sits in the top tier, windows come this many times less often: nothing can
+    migrate and the top tier serves every read, so a window only refreshes importance (docs/sim.md)."""
 
 
 class Engine:
@@ -96,6 +100,7 @@ class Engine:
         self.sched = RequestScheduler(opts.limits, fits=kv.fits, release=self._preempt)
         self.now = 0.0
         self.steps = 0
+        self.since_window = 0
         self.busy = np.zeros(len(pricer.resource_names))
         self.energy_j = 0.0
         self.migrated = 0.0
@@ -181,7 +186,7 @@ class Engine:
         left = reqs.output[rids] - reqs.generated[rids]
         k = int(left.max())
         if opts.schedule_every:
-            k = min(k, opts.schedule_every - self.steps % opts.schedule_every)
+            k = min(k, max(1, self._window_every() - self.since_window))
         full = len(self.sched.running) >= opts.limits.max_batch
         if self.sched.waiting or (full and next_arrival < math.inf):
             k = min(k, int(left.min()))  # a finish frees room for a waiting request: admit it then
@@ -211,17 +216,24 @@ class Engine:
         self.busy += busy[:k].sum(axis=0)
         self.energy_j += float(energy[:k].sum())
         self.steps += k
+        self.since_window += k
         self.kv.add_decode_tokens(rids, took)
         reqs.generated[rids] += took
         migrated = 0.0
-        if opts.schedule_every and self.steps % opts.schedule_every == 0:
+        if opts.schedule_every and self.since_window >= self._window_every():
             migrated = self._window()
         done = left <= k
         self._finish(rids[done], start + cum[left[done] - 1])
         self._row(start, "decode", len(rids), k, int(reads[:k].sum()), migrated)
 
+    def _window_every(self) -> int:
+        """Decode steps from one KV-scheduler window to the next."""
+        every = self.opts.schedule_every
+        return every if self.kv.below_top() else every * self.opts.idle_window_factor
+
     def _window(self) -> float:
-        link_bytes = self.kv.window()
+        link_bytes = self.kv.window(self.since_window)
+        self.since_window = 0
         moved = float(link_bytes.sum())
         if moved:
             seconds, energy = self.pricer.migration(link_bytes)

@@ -35,6 +35,11 @@ from pamkv.kv.migration import link_name
 from pamkv.workloads.locality import open_batch
 from pamkv.workloads.locality.model import LocalitySource
 
+OBSERVED_STEPS = 3
+"""While blocks sit below the top tier, a window observes the selections of its last this-many steps
+(one draw each), as a per-step importance EMA would have: with lam = 0.6 they carry 1 - 0.4^3 = 0.936
+of its weight. One observation per window lets the scheduler trail a drifting hot set (docs/sim.md)."""
+
 
 @dataclass(frozen=True)
 class TierPlan:
@@ -122,6 +127,7 @@ class SimKV:
         self._drawn = np.zeros(requests, dtype=np.int64)  # tokens the locality batch holds (0: not in it)
         self._shares = np.zeros((requests, ntiers))
         self._has_shares = np.zeros(requests, dtype=bool)
+        self._next: tuple[np.ndarray, ...] | None = None  # the next step's selection, drawn at the last window
         self._moved = np.zeros(len(self.links))
         self.imbalance = np.ones(ntiers)
         """Per tier: the busiest bank group's share of a step's reads over an even spread's (>= 1)."""
@@ -247,7 +253,9 @@ class SimKV:
                 self.batch.append(rids[grow > 0], grow[grow > 0])
             self._drawn[rids] = n
             mass = self.batch.step(rids, steps=steps)[0][0]
-            order = np.lexsort((-mass, seg))  # by request, most mass first
+            # By request, most mass first: one sort of request index minus half the mass (masses of
+            # a request lie in [0, 1], so requests never interleave).
+            order = np.argsort(seg - 0.5 * mass, kind="stable")
             rank = np.arange(seg.size) - offsets[seg[order]]
             chosen = order[rank < self._budget_blocks(n)[seg[order]]]
         owner = seg[chosen]
@@ -319,24 +327,43 @@ class SimKV:
             ideal = -(-on.size // self._tier_units[t])
             self.imbalance[t] = busiest / ideal
 
-    def window(self) -> np.ndarray:
-        """One scheduling window: place pending tokens, observe a step's selection, run the policy's
-        moves; bytes per link.
+    def below_top(self) -> bool:
+        """Whether any placed block sits below the top tier."""
+        return bool(self.store.used[1:].any())
 
-        The bytes include every move since the last window: the scheduler's, and the displacements
-        the policy made to place new blocks.
+    def window(self, steps: int | None = None) -> np.ndarray:
+        """One scheduling window ``steps`` decode steps after the last (default ``window_steps``); bytes
+        moved per link since the last window.
+
+        Places pending tokens; observes the selection of the step just taken (the store's importance
+        EMA); runs the policy's moves; then, if any block sits below the top tier, draws the next
+        step's selection and prices the coming steps with its shares *after* the moves — as a real
+        step reads from where the previous step's scheduling left the blocks. (With every block in the
+        top tier, that tier serves all reads whatever is selected.) The bytes include the scheduler's
+        moves and the displacements the policy made to place new blocks.
         """
         self._flush()
         rids = np.flatnonzero(self.live)
         if rids.size:
-            owner, pos, score = self._selection(rids, self.window_steps)
-            if self.frequency_blind:
-                score = np.ones_like(score)
-            self.store.observe(rids, rids[owner], pos, score)
-            self._shares[rids] = self._tier_shares(rids, owner, pos, whole_batch=True)
-            self._has_shares[rids] = True
+            steps = max(1, steps or self.window_steps)
+            ahead = self._next if self._next is not None and np.array_equal(self._next[0], rids) else None
+            if ahead is not None and steps == 1:  # the step just taken is the one drawn last window
+                draws = [ahead[1:]]
+            else:
+                lag = max(1, steps - (self._next is not None))
+                seen = min(lag, OBSERVED_STEPS if self.below_top() else 1)
+                draws = [self._selection(rids, lag - seen + 1)]
+                draws += [self._selection(rids, 1) for _ in range(seen - 1)]
+            self._next = None
+            for owner, pos, score in draws:
+                self.store.observe(rids, rids[owner], pos, np.ones_like(score) if self.frequency_blind else score)
             if self.schedule:
                 self.store.schedule()
+            if self.below_top():
+                owner, pos, score = self._selection(rids, 1)
+                self._next = (rids, owner, pos, score)
+            self._shares[rids] = self._tier_shares(rids, owner, pos, whole_batch=True)
+            self._has_shares[rids] = True
         moved = np.array([t.bytes if (t := self.store.traffic.links.get(n)) else 0.0 for n in self.links])
         delta, self._moved = moved - self._moved, moved
         return delta
