@@ -286,6 +286,8 @@ class SimKV:
 
     def _sole_tier(self, rids: np.ndarray) -> np.ndarray:
         """Per request, the tier holding all its placed blocks, or -1 if they span tiers."""
+        if not self.below_top():
+            return np.zeros(rids.size, dtype=np.int64)
         bt = self.block_tokens
         nblocks = -(-(self.held[rids] - self.pending[rids]) // bt)
         offsets = np.zeros(rids.size + 1, dtype=np.int64)
