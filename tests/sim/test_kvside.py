@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from pamkv.config.workloads import LocalityConfig
 from pamkv.kv import LayoutSpec, PamPolicy
-from pamkv.sim.kvside import SimKV, TierPlan
+from pamkv.sim.kvside import SimKV, TierPlan, top_blocks
 from pamkv.workloads.locality import LocalityModel
 
 BT = 16
@@ -91,3 +91,17 @@ def test_capacity_is_never_exceeded_and_no_token_is_lost(ops: list[tuple[str, in
     kv.window()  # placing everything pending must fit
     assert not kv.pending.any()
     kv.store.check()
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.integers(1, 400), min_size=1, max_size=40), st.integers(1, 8), st.integers(0, 2**31))
+def test_top_blocks_picks_each_requests_heaviest_blocks(sizes: list[int], ratio: int, seed: int) -> None:
+    nblocks = np.array(sizes, dtype=np.int64)
+    k = np.maximum(1, nblocks // ratio)
+    mass = np.random.default_rng(seed).random(int(nblocks.sum()))
+    flat = top_blocks(mass, nblocks, k)
+    owner = np.repeat(np.arange(nblocks.size), k)
+    start = 0
+    for i, (nb, want) in enumerate(zip(nblocks.tolist(), k.tolist(), strict=True)):
+        assert np.array_equal(flat[owner == i], start + np.argsort(-mass[start:start + nb], kind="stable")[:want])
+        start += nb

@@ -51,6 +51,20 @@ class TierPlan:
     layout: LayoutSpec
 
 
+def top_blocks(mass: np.ndarray, nblocks: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Flat indices of each segment's ``k[i]`` largest entries of ``mass``, segment by segment, largest
+    first (segment ``i`` holds the next ``nblocks[i]`` entries; masses of a segment lie in [0, 1]).
+
+    One sort of segment index minus half the mass: segments never interleave.
+    """
+    offsets = np.zeros(nblocks.size + 1, dtype=np.int64)
+    np.cumsum(nblocks, out=offsets[1:])
+    seg = np.repeat(np.arange(nblocks.size), nblocks)
+    order = np.argsort(seg - 0.5 * mass)
+    rank = np.arange(seg.size) - offsets[seg[order]]
+    return order[rank < k[seg[order]]]
+
+
 def make_policy(placement: str, x: float, y: float, balanced: tuple[float, ...] | None) -> PlacementPolicy:
     """The store policy behind a system's ``placement`` name."""
     if placement == "pam":
@@ -253,11 +267,7 @@ class SimKV:
                 self.batch.append(rids[grow > 0], grow[grow > 0])
             self._drawn[rids] = n
             mass = self.batch.step(rids, steps=steps)[0][0]
-            # By request, most mass first: one sort of request index minus half the mass (masses of
-            # a request lie in [0, 1], so requests never interleave).
-            order = np.argsort(seg - 0.5 * mass, kind="stable")
-            rank = np.arange(seg.size) - offsets[seg[order]]
-            chosen = order[rank < self._budget_blocks(n)[seg[order]]]
+            chosen = top_blocks(mass, nblocks, self._budget_blocks(n))
         owner = seg[chosen]
         return owner, (chosen - offsets[owner]) * bt, mass[chosen]
 
