@@ -23,17 +23,27 @@ def small_kv(window_steps: int = 4) -> SimKV:
                  window_steps=window_steps)
 
 
-def test_generated_tokens_count_at_once_and_are_placed_at_the_window() -> None:
+def test_tokens_count_at_once_and_are_placed_at_the_window() -> None:
     kv = small_kv()
-    kv.add_tokens(np.array([0]), np.array([40]))
-    free_before = kv.free_tokens()
+    empty = kv.free_tokens()
+    kv.add_tokens(np.array([0]), np.array([40]))  # 3 blocks: the top tier has room, so they wait
     kv.add_decode_tokens(np.array([0]), np.array([30]))  # 40 -> 70 tokens: blocks 3 -> 5
-    assert kv.store.length(0) == 40  # not placed yet
-    assert kv.free_tokens() == free_before - 2 * BT  # but its two new blocks are spoken for
+    assert kv.store.requests == []  # nothing placed yet
+    assert kv.free_tokens() == empty - 5 * BT - BT  # but all five blocks are spoken for (+ its slack)
     assert kv.tokens_lost() == 0
     kv.window()
     assert kv.store.length(0) == 70 and not kv.pending.any()
-    assert kv.free_tokens() == free_before - 2 * BT
+    assert kv.free_tokens() == empty - 5 * BT - BT
+    kv.store.check()
+
+
+def test_a_prompt_the_top_tier_cannot_take_is_placed_at_once_after_what_waits() -> None:
+    kv = small_kv()
+    kv.add_tokens(np.array([0]), np.array([100]))  # 7 of the top tier's 8 blocks: waits
+    assert kv.store.requests == [] and not kv.below_top()
+    kv.add_tokens(np.array([1]), np.array([50]))  # 4 more blocks do not fit on top: placed now
+    assert kv.store.length(0) == 100 and kv.store.length(1) == 50 and not kv.pending.any()
+    assert kv.below_top()
     kv.store.check()
 
 
@@ -86,7 +96,6 @@ def test_capacity_is_never_exceeded_and_no_token_is_lost(ops: list[tuple[str, in
             kv.free(live[n % live.size])
         assert kv.tokens_lost() == 0
         assert kv.free_tokens() >= 0
-        assert int(kv.held.sum()) == int(kv.store.tier_tokens.sum()) + int(kv.pending.sum())
         assert (kv.store.used <= kv.store.capacity).all()
     kv.window()  # placing everything pending must fit
     assert not kv.pending.any()
@@ -105,3 +114,20 @@ def test_top_blocks_picks_each_requests_heaviest_blocks(sizes: list[int], ratio:
     for i, (nb, want) in enumerate(zip(nblocks.tolist(), k.tolist(), strict=True)):
         assert np.array_equal(flat[owner == i], start + np.argsort(-mass[start:start + nb], kind="stable")[:want])
         start += nb
+
+
+def test_a_finished_requests_room_is_free_at_once_and_released_at_the_window() -> None:
+    kv = small_kv()
+    empty = kv.free_tokens()
+    kv.add_tokens(np.array([0]), np.array([300]))  # does not fit on top: placed at once
+    assert kv.store.length(0) == 300
+    kv.free(0)
+    assert kv.free_tokens() == empty and kv.tokens_lost() == 0
+    assert kv.fits(1, empty - BT) and not kv.fits(1, empty - BT + 1)
+    kv.add_tokens(np.array([0]), np.array([200]))  # the same id again (a preempted request recomputed)
+    assert kv.store.length(0) == 200 and kv.tokens_lost() == 0
+    kv.window()
+    kv.free(0)
+    kv.window()
+    assert kv.store.requests == [] and int(kv.store.used.sum()) == 0
+    kv.store.check()

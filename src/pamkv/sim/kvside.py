@@ -138,6 +138,10 @@ class SimKV:
         self.live = np.zeros(requests, dtype=bool)
         """Requests whose KV is in the store."""
         self._pending_blocks = 0
+        self._freeing: list[np.ndarray] = []  # finished requests' ids, released from the store at the next flush
+        self._unstream: list[int] = []  # their locality streams, closed then too
+        self._freeing_blocks = 0
+        self._freeing_tokens = 0
         self._drawn = np.zeros(requests, dtype=np.int64)  # tokens the locality batch holds (0: not in it)
         self._shares = np.zeros((requests, ntiers))
         self._has_shares = np.zeros(requests, dtype=bool)
@@ -171,8 +175,8 @@ class SimKV:
 
     # --- capacity ----------------------------------------------------------------------------------
     def _free_blocks(self) -> int:
-        """Blocks not taken by placed tokens nor promised to pending ones."""
-        return int(self.store.free_blocks().sum()) - self._pending_blocks
+        """Blocks not taken by placed tokens of live requests nor promised to pending ones."""
+        return int(self.store.free_blocks().sum()) + self._freeing_blocks - self._pending_blocks
 
     def fits(self, rid: int, tokens: int) -> bool:
         """Whether ``tokens`` more tokens fit (block-rounded, one partial block per request of slack)."""
@@ -185,14 +189,25 @@ class SimKV:
 
     # --- growth ------------------------------------------------------------------------------------
     def add_tokens(self, rids: np.ndarray, tokens: np.ndarray) -> None:
-        """Append prompt (or recomputed) tokens, ``tokens[i]`` to request ``rids[i]``; placed by the policy."""
+        """Add prompt (or recomputed) tokens, ``tokens[i]`` to request ``rids[i]``, placed by the policy.
+
+        While nothing sits below the top tier and it has room for them, every policy would put them
+        there and nothing can move, so they wait for the window's single append like generated tokens.
+        """
         if rids.size:
             self._grow(int(rids.max()))
-        if self.pending[rids].any():
-            self._flush()
-        self.store.append(rids, tokens)
-        self.held[rids] += tokens
+        bt = self.block_tokens
+        held = self.held[rids]
+        blocks = int((-(-(held + tokens) // bt) + held // -bt).sum())
         self.live[rids] = True
+        if not self.below_top() and int(self.store.free_blocks()[0]) - self._pending_blocks >= blocks:
+            self._pending_blocks += blocks
+            self.held[rids] = held + tokens
+            self.pending[rids] += tokens
+            return
+        self._flush()
+        self.store.append(rids, tokens)
+        self.held[rids] = held + tokens
 
     def add_decode_tokens(self, rids: np.ndarray, steps: np.ndarray | int) -> None:
         """Count ``steps`` (per request, or one number) generated tokens for each request of the decode
@@ -204,7 +219,14 @@ class SimKV:
         self.pending[rids] += steps
 
     def _flush(self) -> None:
-        """Place every pending generated token (one store append for all requests)."""
+        """Release what finished requests held, then place every pending token (one store call each)."""
+        if self._freeing:
+            self.store.free(np.concatenate(self._freeing))
+            if self.batch is not None:
+                for r in self._unstream:
+                    self.batch.remove(r)
+            self._freeing, self._unstream = [], []
+            self._freeing_blocks = self._freeing_tokens = 0
         rids = np.flatnonzero(self.pending)
         if rids.size:
             self.store.append(rids, self.pending[rids])
@@ -212,7 +234,11 @@ class SimKV:
         self._pending_blocks = 0
 
     def free(self, rids: np.ndarray | int) -> None:
-        """Release finished or preempted requests' blocks (pending tokens too) and their locality streams."""
+        """Release finished or preempted requests' blocks (pending tokens too) and their locality streams.
+
+        Their room counts as free at once; the store lets the blocks go at the next placement or window
+        (one call for all), which nothing in between can tell apart.
+        """
         ids = np.atleast_1d(np.asarray(rids, dtype=np.int64))
         ids = ids[ids < self.held.size]
         ids = ids[self.live[ids]]
@@ -220,11 +246,13 @@ class SimKV:
             return
         bt = self.block_tokens
         held, pend = self.held[ids], self.pending[ids]
-        self._pending_blocks -= int((-(-held // bt) + (held - pend) // -bt).sum())
-        self.store.free(ids)
-        if self.batch is not None:
-            for r in ids[self._drawn[ids] > 0].tolist():
-                self.batch.remove(r)
+        placed = held - pend
+        self._pending_blocks -= int((-(-held // bt) + placed // -bt).sum())
+        if (placed > 0).any():  # a request whose tokens all wait for placement is not in the store yet
+            self._freeing.append(ids[placed > 0])
+            self._freeing_blocks += int((-(-placed // bt)).sum())
+            self._freeing_tokens += int(placed.sum())
+        self._unstream += ids[self._drawn[ids] > 0].tolist()
         self.held[ids] = 0
         self.pending[ids] = 0
         self.live[ids] = False
@@ -282,6 +310,8 @@ class SimKV:
         todo = ~self._has_shares[rids]
         if todo.any():
             fresh = rids[todo]
+            if self.below_top():
+                self._flush()  # a request must be placed before its blocks can be located
             tier = self._sole_tier(fresh)
             one = tier >= 0
             shares = np.zeros((fresh.size, len(self.tier_names)))
@@ -381,10 +411,11 @@ class SimKV:
         return delta
 
     def occupancy(self) -> np.ndarray:
-        """Tokens placed per tier (generated tokens count from the window that places them)."""
+        """Tokens in the store per tier: tokens count from the window that places them, and finished
+        requests' until the window that releases them."""
         return self.store.tier_tokens.copy()
 
     def tokens_lost(self) -> int:
         """Tokens the engine added but the store neither holds nor has pending (0 unless a bug)."""
         held = int(self.held.sum()) - int(self.pending.sum())
-        return abs(held - int(self.store.tier_tokens.sum()))
+        return abs(held - int(self.store.tier_tokens.sum()) + self._freeing_tokens)
