@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -114,10 +113,8 @@ def _per_step_and_default(tmp_path: Path, run: dict[str, Any]) -> tuple[Result, 
     """The same run with a window after every step (exact) and with the default windows."""
     pam = load_system("pam")
     exact = tmp_path / "pam-every-step.yaml"
-    exact.write_text(yaml.safe_dump(pam.model_copy(update={"schedule_every": 1}).model_dump()))
-    every_step = assemble(RunConfig(system=str(exact), **run))
-    every_step.engine.opts = dataclasses.replace(every_step.engine.opts, idle_window_factor=1)
-    return every_step.engine.run(), assemble(RunConfig(system="pam", **run)).engine.run()
+    exact.write_text(yaml.safe_dump(pam.model_copy(update={"schedule_every": 1, "idle_window_factor": 1}).model_dump()))
+    return simulate(RunConfig(system=str(exact), **run)), simulate(RunConfig(system="pam", **run))
 
 
 @pytest.mark.parametrize("run", [

@@ -79,6 +79,11 @@ class SystemConfig(BaseModel):
     )
     target_y: float | None = Field(default=None, gt=0, description="Importance target IS_D / IS_S (y of x:y:1).")
     schedule_every: int = Field(default=8, gt=0, description="Decode steps between online KV scheduler runs.")
+    idle_window_factor: int = Field(
+        default=4, gt=0,
+        description="While every block sits in the top tier (nothing can migrate), scheduler windows come "
+        "this many times less often; 1 = always every schedule_every steps (docs/sim.md).",
+    )
     max_batch: int = Field(default=1024, gt=0, description="Most requests decoding at once.")
     max_tokens_per_iter: int = Field(default=8192, gt=0, description="Token budget per iteration (prefill).")
     chunked_prefill: bool = Field(default=False, description="Split long prefills over iterations.")

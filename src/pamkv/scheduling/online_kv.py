@@ -100,7 +100,8 @@ def _ratio(num: float, den: float) -> float:
 
 def _ratios(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     out = np.where(num > 0, np.inf, 0.0)
-    np.divide(num, den, out=out, where=den > 0)
+    with np.errstate(over="ignore"):  # a vanishing denominator gives inf, as _ratio does
+        np.divide(num, den, out=out, where=den > 0)
     return out
 
 

@@ -140,6 +140,7 @@ def assemble(run: RunConfig) -> Assembly:
                         np.maximum(np.asarray(trace.output_tokens, dtype=np.int64), 1))
     engine = Engine(requests, kv, pricer, EngineOptions(
         limits=limits, sparsity_ratio=ratio, schedule_every=system.schedule_every,
+        idle_window_factor=system.idle_window_factor,
         migration_overlapped=system.pamattention, max_sim_s=run.max_sim_s))
     cost = system.cost_usd if system.cost_usd is not None else hardware_cost_usd(system, tiers)
     return Assembly(run, system, model, trace, engine, kv, pricer, cost, oom)
