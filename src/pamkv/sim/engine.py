@@ -1,12 +1,12 @@
 """The serving loop: the clock, the request lifecycle, and the decode fast-forward.
 
 One *iteration* is either a prefill (prompt chunks on the GPUs, then their KV spread over the tiers)
-or a decode step of every running request. Between events — a completion, an arrival that could be
-admitted, a KV-scheduler window, the cache filling — the decode batch is constant and every step
-reads a number of tokens per tier that grows linearly with context, so a *segment* of k steps is
-priced in one vectorised call instead of k Python iterations. This is exact for the model of time
-(nothing that changes inside a segment is ignored): accesses per tier are refreshed at each KV
-scheduling window, which is also a segment boundary.
+or a decode segment. Between events — an arrival that could be admitted, a KV-scheduler window,
+the cache filling — every step reads a number of tokens per tier that grows linearly with context,
+so a *segment* of k steps is priced in one vectorised call instead of k Python iterations; a request
+that completes inside it leaves the batch from the next step with its own finish time. This is exact
+for the model of time (nothing that changes inside a segment is ignored): accesses per tier are
+refreshed at each KV scheduling window, which is also a segment boundary.
 """
 
 from __future__ import annotations

@@ -7,11 +7,12 @@ per-step runs agree):
 
 * one importance per token for all layers and heads (the real system keeps one selection per layer
   and KV head; reference/locality.md: one set per layer keeps 0.913 of the mass vs 0.940 per head);
-* accesses are drawn from the locality model once per *window* of ``schedule_every`` decode steps:
+* accesses are drawn from the locality model at each *window* of ``schedule_every`` decode steps:
   each running request's attention mass per block, top blocks up to the step's budget selected
   (oracle selection by mass — Double Sparsity approximates it), EMA importance updated, the online
-  scheduler run, and each request's share of selected tokens per tier refreshed. Between windows a
-  step reads ``budget x share`` tokens per tier.
+  scheduler run, and each request's share of selected tokens per tier refreshed from a draw after
+  the moves. Between windows a step reads ``budget x share`` tokens per tier;
+* tokens are placed, and finished requests released, at windows (counted against capacity at once).
 """
 
 from __future__ import annotations
@@ -86,10 +87,11 @@ class SimKV:
     """Implements the engine's ``KVState`` protocol over a :class:`TieredKVStore`.
 
     Per-request state lives in arrays indexed by request id (grown on demand), so a decode segment
-    costs a few array operations whatever the batch. Generated tokens are *placed* in the store at
-    the next scheduling window (at most ``window_steps`` decode steps later), in one append for the
-    whole batch: until then they are counted against capacity (``fits``, ``free_tokens``) and read
-    at the request's current shares, which only change at windows anyway.
+    costs a few array operations whatever the batch. Generated tokens (and prompts, while the top
+    tier has room and nothing lies below it) are *placed* in the store at the next scheduling window,
+    in one append for all requests, and finished requests are released there: until then they count
+    against (or for) capacity in ``fits`` and ``free_tokens``, and reads use the request's current
+    shares, which only change at windows anyway.
     """
 
     def __init__(
@@ -134,9 +136,9 @@ class SimKV:
         self.held = np.zeros(requests, dtype=np.int64)
         """Tokens the engine added per request (placed or pending)."""
         self.pending = np.zeros(requests, dtype=np.int64)
-        """Generated tokens not yet placed in the store (placed at the next window)."""
+        """Tokens not yet placed in the store (placed at the next window or placement)."""
         self.live = np.zeros(requests, dtype=bool)
-        """Requests whose KV is in the store."""
+        """Requests holding KV (placed or pending)."""
         self._pending_blocks = 0
         self._freeing: list[np.ndarray] = []  # finished requests' ids, released from the store at the next flush
         self._unstream: list[int] = []  # their locality streams, closed then too
@@ -220,8 +222,9 @@ class SimKV:
 
     def _flush(self) -> None:
         """Release what finished requests held, then place every pending token (one store call each)."""
-        if self._freeing:
-            self.store.free(np.concatenate(self._freeing))
+        if self._freeing or self._unstream:
+            if self._freeing:
+                self.store.free(np.concatenate(self._freeing))
             if self.batch is not None:
                 for r in self._unstream:
                     self.batch.remove(r)
@@ -237,7 +240,7 @@ class SimKV:
         """Release finished or preempted requests' blocks (pending tokens too) and their locality streams.
 
         Their room counts as free at once; the store lets the blocks go at the next placement or window
-        (one call for all), which nothing in between can tell apart.
+        (one call for all): only the timeline's occupancy sees the difference.
         """
         ids = np.atleast_1d(np.asarray(rids, dtype=np.int64))
         ids = ids[ids < self.held.size]
