@@ -193,3 +193,29 @@ def test_a_request_finishing_mid_segment_leaves_with_its_own_finish_time() -> No
     assert e2e[1] == pytest.approx(prefill + together + alone)
     assert result.timeline["kind"].tolist() == ["prefill", "decode"]
     assert result.metrics["output_tokens"] == 15
+
+
+class CountingKV(ListKV):
+    """ListKV that records the steps passed to each window and reports blocks below the top tier or not."""
+
+    def __init__(self, below: bool) -> None:
+        super().__init__()
+        self.below = below
+        self.windows: list[int] = []
+
+    def window(self, steps: int) -> np.ndarray:
+        self.windows.append(steps)
+        return np.zeros(0)
+
+    def below_top(self) -> bool:
+        return self.below
+
+
+@pytest.mark.parametrize(("below", "every"), [(True, 8), (False, 32)])
+def test_windows_come_less_often_while_everything_is_in_the_top_tier(below: bool, every: int) -> None:
+    reqs = Requests(arrival=np.zeros(1), prompt=np.array([100]), output=np.array([101]))  # 100 decode steps
+    opts = EngineOptions(BatchLimits(8, 8192), sparsity_ratio=1.0, schedule_every=8, migration_overlapped=True,
+                         max_sim_s=1e9, idle_window_factor=4)
+    kv = CountingKV(below)
+    Engine(reqs, kv, _pricer([1]), opts).run()
+    assert kv.windows == [every] * (100 // every)
