@@ -396,8 +396,6 @@ def fig9(runner: Runner, progress: Progress) -> FigureResult:
     sp_vllm: list[tuple[str, str, float]] = []
     sp_ls: list[float] = []
     series_x: list[str] = []
-    s_v: list[float] = []
-    s_l: list[float] = []
     for model in plan.online_models:
         for dataset in plan.online_datasets:
             found = {}
@@ -417,8 +415,6 @@ def fig9(runner: Runner, progress: Progress) -> FigureResult:
                 sp_vllm.append((model, dataset, v))
                 sp_ls.append(ls)
                 series_x.append(f"{_short(model)}/{dataset[:5]}/{slo:g}")
-                s_v.append(v)
-                s_l.append(ls)
     ours: dict[str, tuple[float, float]] = {}
 
     def put(key: str, values: list[float]) -> None:
@@ -448,8 +444,9 @@ def fig9(runner: Runner, progress: Progress) -> FigureResult:
     for system in ONLINE_SYSTEMS:
         header += [f"{system} batch", f"{system} tok/s"]
     header += ["PAM/vLLM-offload", "PAM/LS-PIM"]
+    series = {"over vLLM-offload": [v for _, _, v in sp_vllm], "over LS-PIM": sp_ls}
     return FigureResult("fig9", FIGURES["fig9"], header, rows, _compare("fig9", ours), notes=notes,
-                        series_x=series_x, series={"over vLLM-offload": s_v, "over LS-PIM": s_l},
+                        series_x=series_x, series=series,
                         series_ylabel="speed-up (peak throughput within SLO)")
 
 
