@@ -14,13 +14,12 @@ from pamkv.workloads.locality import LocalityModel
 BT = 16
 
 
-def small_kv(window_steps: int = 4) -> SimKV:
+def small_kv() -> SimKV:
     """Two tiers of 8 and 16 blocks (128 + 256 tokens), PAM policy, locality-driven selection."""
     lay = LayoutSpec(units=2, banks_per_unit=2, rows_per_bank=64, row_bytes=64)
     plans = [TierPlan("hbm", 1, 8 * BT * 2.0, lay), TierPlan("ddr", 2, 8 * BT * 2.0, lay)]
     return SimKV(plans, 1.0, 2, BT, PamPolicy(x=2.0, y=1.0), "pam", LocalityModel(LocalityConfig()),
-                 sparsity_ratio=8.0, min_selected=16, frequency_blind=False, schedule=True, seed=3,
-                 window_steps=window_steps)
+                 sparsity_ratio=8.0, min_selected=16, frequency_blind=False, schedule=True, seed=3)
 
 
 def test_tokens_count_at_once_and_are_placed_at_the_window() -> None:

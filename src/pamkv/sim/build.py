@@ -120,7 +120,7 @@ def assemble(run: RunConfig) -> Assembly:
     kv = SimKV(plans, token_bytes, model.layers, run.block_tokens, policy, system.mapping,
                LocalityModel(wcfg.locality), ratio, min_selected=64,
                frequency_blind=system.placement == "balanced", schedule=system.scheduling, seed=run.seed,
-               window_steps=system.schedule_every, requests=len(trace.input_tokens))
+               requests=len(trace.input_tokens))
     pricer = SystemPricer(model, gpu, tiers, PricerOptions(
         tp=system.tp, pp=system.pp, attention_on_gpu=system.attention == "gpu",
         pamattention=system.pamattention, dtype=run.dtype))

@@ -108,7 +108,6 @@ class SimKV:
         frequency_blind: bool,
         schedule: bool,
         seed: int,
-        window_steps: int = 1,
         requests: int = 0,
     ) -> None:
         spec = StoreSpec(
@@ -128,7 +127,6 @@ class SimKV:
         self.min_selected = min_selected
         self.frequency_blind = frequency_blind
         self.schedule = schedule
-        self.window_steps = window_steps
         self.capacity_tokens = int(self.store.capacity.sum()) * block_tokens
         self.rng = np.random.default_rng(seed)
         self.batch = open_batch(locality, self.rng, block_tokens=block_tokens) if locality is not None else None
@@ -137,8 +135,6 @@ class SimKV:
         """Tokens the engine added per request (placed or pending)."""
         self.pending = np.zeros(requests, dtype=np.int64)
         """Tokens not yet placed in the store (placed at the next window or placement)."""
-        self.live = np.zeros(requests, dtype=bool)
-        """Requests holding KV (placed or pending)."""
         self._pending_blocks = 0
         self._freeing: list[np.ndarray] = []  # finished requests' ids, released from the store at the next flush
         self._unstream: list[int] = []  # their locality streams, closed then too
@@ -166,7 +162,7 @@ class SimKV:
         if rid_max < n:
             return
         size = max(rid_max + 1, 2 * n, 64)
-        for name in ("held", "pending", "live", "_drawn", "_has_shares"):
+        for name in ("held", "pending", "_drawn", "_has_shares"):
             old = getattr(self, name)
             new = np.zeros(size, dtype=old.dtype)
             new[:n] = old
@@ -174,6 +170,11 @@ class SimKV:
         shares = np.zeros((size, self._shares.shape[1]))
         shares[:n] = self._shares
         self._shares = shares
+
+    @property
+    def live(self) -> np.ndarray:
+        """Per request id: whether it holds KV (placed or pending)."""
+        return self.held > 0
 
     # --- capacity ----------------------------------------------------------------------------------
     def _free_blocks(self) -> int:
@@ -186,7 +187,7 @@ class SimKV:
 
     def free_tokens(self) -> int:
         """Tokens that still fit, leaving each running request's partial block as slack."""
-        nlive = int(np.count_nonzero(self.live))
+        nlive = int(np.count_nonzero(self.held))
         return max(0, self._free_blocks() * self.block_tokens - self.block_tokens * nlive)
 
     # --- growth ------------------------------------------------------------------------------------
@@ -201,7 +202,6 @@ class SimKV:
         bt = self.block_tokens
         held = self.held[rids]
         blocks = int((-(-(held + tokens) // bt) + held // -bt).sum())
-        self.live[rids] = True
         if not self.below_top() and int(self.store.free_blocks()[0]) - self._pending_blocks >= blocks:
             self._pending_blocks += blocks
             self.held[rids] = held + tokens
@@ -244,7 +244,7 @@ class SimKV:
         """
         ids = np.atleast_1d(np.asarray(rids, dtype=np.int64))
         ids = ids[ids < self.held.size]
-        ids = ids[self.live[ids]]
+        ids = ids[self.held[ids] > 0]
         if ids.size == 0:
             return
         bt = self.block_tokens
@@ -258,7 +258,6 @@ class SimKV:
         self._unstream += ids[self._drawn[ids] > 0].tolist()
         self.held[ids] = 0
         self.pending[ids] = 0
-        self.live[ids] = False
         self._drawn[ids] = 0
         self._has_shares[ids] = False
 
@@ -376,8 +375,8 @@ class SimKV:
         """Whether any placed block sits below the top tier."""
         return bool(self.store.used[1:].any())
 
-    def window(self, steps: int | None = None) -> np.ndarray:
-        """One scheduling window ``steps`` decode steps after the last (default ``window_steps``); bytes
+    def window(self, steps: int = 1) -> np.ndarray:
+        """One scheduling window ``steps`` decode steps after the last; bytes
         moved per link since the last window.
 
         Places pending tokens; observes the selection of the step just taken (the store's importance
@@ -388,9 +387,9 @@ class SimKV:
         moves and the displacements the policy made to place new blocks.
         """
         self._flush()
-        rids = np.flatnonzero(self.live)
+        rids = np.flatnonzero(self.held)
         if rids.size:
-            steps = max(1, steps or self.window_steps)
+            steps = max(1, steps)
             ahead = self._next if self._next is not None and np.array_equal(self._next[0], rids) else None
             if ahead is not None and steps == 1:  # the step just taken is the one drawn last window
                 draws = [ahead[1:]]
