@@ -253,7 +253,7 @@ class Comparison:
 
     def ours_text(self) -> str:
         """Our value or range, in the paper's unit."""
-        if not math.isfinite(self.ours_lo) and not math.isinf(self.ours_lo):
+        if math.isnan(self.ours_lo):
             return "not run"
         if self.paper.is_range:
             return f"{_fmt(self.ours_lo)}-{_fmt(self.ours_hi)}{self.paper.unit}"
@@ -262,7 +262,7 @@ class Comparison:
     def ratio_text(self) -> str:
         """ours/paper, one value or one per end of a range."""
         lo, hi = self.ratio
-        if not (math.isfinite(lo) or math.isinf(lo)):
+        if math.isnan(lo):
             return "—"
         return f"{lo:.2f}" if not self.paper.is_range else f"{lo:.2f} / {hi:.2f}"
 
