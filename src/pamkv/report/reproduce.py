@@ -24,7 +24,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import yaml
@@ -32,6 +32,9 @@ import yaml
 from pamkv.config.runs import RunConfig
 from pamkv.errors import UserError
 from pamkv.report.paper import FIGURES, PAPER_CLAIMS, PaperNumber, paper_numbers
+
+if TYPE_CHECKING:
+    from pamkv.sim.pricing import SystemPricer
 
 FIGURE_NAMES: tuple[str, ...] = tuple(FIGURES)
 TOLERANCE = 0.25
@@ -112,9 +115,9 @@ class _Silent:
 
 # --- running and caching ----------------------------------------------------------------------------
 class _PrefillMeter:
-    """Passes the engine's pricing calls through and adds up the prefill energy (all GPU work)."""
+    """Passes the engine's pricing calls (:class:`pamkv.sim.engine.Pricer`) through; adds up the prefill energy."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: SystemPricer) -> None:
         self.inner = inner
         self.resource_names = inner.resource_names
         self.prefill_j = 0.0
@@ -127,12 +130,10 @@ class _PrefillMeter:
     def decode(
         self, batch: int | np.ndarray, reads: np.ndarray, context: np.ndarray, imbalance: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        result: tuple[np.ndarray, np.ndarray, np.ndarray] = self.inner.decode(batch, reads, context, imbalance)
-        return result
+        return self.inner.decode(batch, reads, context, imbalance)
 
     def migration(self, link_bytes: np.ndarray) -> tuple[float, float]:
-        result: tuple[float, float] = self.inner.migration(link_bytes)
-        return result
+        return self.inner.migration(link_bytes)
 
 
 def run_point(run: RunConfig) -> dict[str, Any]:
