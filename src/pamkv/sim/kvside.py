@@ -376,8 +376,7 @@ class SimKV:
         return bool(self.store.used[1:].any())
 
     def window(self, steps: int = 1) -> np.ndarray:
-        """One scheduling window ``steps`` decode steps after the last; bytes
-        moved per link since the last window.
+        """One scheduling window ``steps`` decode steps after the last; bytes moved per link since then.
 
         Places pending tokens; observes the selection of the step just taken (the store's importance
         EMA); runs the policy's moves; then, if any block sits below the top tier, draws the next
@@ -403,6 +402,7 @@ class SimKV:
                 self.store.observe(rids, rids[owner], pos, np.ones_like(score) if self.frequency_blind else score)
             if self.schedule:
                 self.store.schedule()
+            owner, pos, score = draws[-1]  # all on top: the step just observed stands for the next ones
             if self.below_top():
                 owner, pos, score = self._selection(rids, 1)
                 self._next = (rids, owner, pos, score)
