@@ -46,15 +46,15 @@ class DemoPlan:
     batch: int
     requests: int
     sweep_batches: tuple[int, ...]
-    sweep_requests: Callable[[int], int]
+    """Batches of the throughput sweep; each serves as many requests as its batch."""
     seed: int = 0
 
     @staticmethod
     def make(quick: bool, seed: int) -> DemoPlan:
         """The quick (under a minute) or full (a few minutes) plan."""
         if quick:
-            return DemoPlan(16, 64, 64, (16, 64), lambda b: b, seed)
-        return DemoPlan(32, 256, 256, (64, 256, 1024), lambda b: b, seed)
+            return DemoPlan(16, 64, 64, (16, 64), seed)
+        return DemoPlan(32, 256, 256, (64, 256, 1024), seed)
 
 
 @dataclass
@@ -75,11 +75,11 @@ def run_all(plan: DemoPlan, tick: Callable[[str], None]) -> DemoResults:
         tick(f"{system} @ batch {plan.batch}")
     for b in plan.sweep_batches:
         for system in SWEEP_SYSTEMS:
-            if b == plan.batch and plan.requests == plan.sweep_requests(b):
+            if b == plan.batch and plan.requests == b:
                 out.sweep[(system, b)] = out.main[system]
             else:
                 out.sweep[(system, b)] = simulate(RunConfig(system=system, model=MODEL, workload=WORKLOAD, batch=b,
-                                                            requests=plan.sweep_requests(b), seed=plan.seed))
+                                                            requests=b, seed=plan.seed))
             tick(f"{system} @ batch {b}")
     for system in SPILL_SYSTEMS:
         out.spill[system] = simulate(RunConfig(system=system, model=SPILL_MODEL, workload=WORKLOAD,
