@@ -60,8 +60,12 @@ class SweepPlan:
     config: SweepConfig
     keys: list[str]  # the varied keys (the parameter columns), in order
     points: list[Point]
-    metrics: list[str] | None
     seed: int | None  # the --seed that replaced base.seed, if any
+
+    @property
+    def metrics(self) -> list[str] | None:
+        """The metrics the grid keeps (None = every scalar metric)."""
+        return self.config.metrics
 
 
 def load_sweep(path: str | Path, *, seed: int | None = None) -> SweepPlan:
@@ -139,7 +143,7 @@ def expand(config: SweepConfig, source: str, node: yaml.Node | None = None, *, s
                 raise fail(value_loc[exc.key], f"'{exc.key}' = {overrides[exc.key]!r} (point {index}: {shown}): "
                                                f"{exc.message}") from None
         points.append(Point(index=index, params=params, run=run, overrides=overrides, system=variant))
-    return SweepPlan(source=source, config=config, keys=keys, points=points, metrics=config.metrics, seed=seed)
+    return SweepPlan(source=source, config=config, keys=keys, points=points, seed=seed)
 
 
 def _child(node: yaml.Node | None, key: str) -> yaml.Node | None:
