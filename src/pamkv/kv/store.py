@@ -225,7 +225,7 @@ class TieredKVStore:
             own[np.arange(geo.max_unit_slots)[None, :] >= geo.unit_slots[:, None]] = -2
             self._owner.append(own)
         self.activity = ActivityWindow(int(self.unit_off[-1]), spec.window)
-        self._init_rank_keys(first_dev, spec.window)
+        self._init_rank_keys(first_dev)
         self._tier_banks = np.array([g.layout.banks_per_unit for g in self.geometry], dtype=_I64)
         self._banks = int(self._tier_banks[0]) if (self._tier_banks == self._tier_banks[0]).all() else 0  # 0: per tier
         self._rr = [0] * ntiers
@@ -260,14 +260,14 @@ class TieredKVStore:
         self._grow_blocks(64)
         self._grow_requests(8, 1)
 
-    def _init_rank_keys(self, first_dev: np.ndarray, window: int) -> None:
+    def _init_rank_keys(self, first_dev: np.ndarray) -> None:
         """Per unit, the key the activity mapping ranks it by, kept up to date (see :meth:`_least_active`).
 
         ``(window reads, blocks held, index in its tier)`` packed into one int64 — reads times
         ``bound * span``, blocks times ``span``, plus the index, where ``span`` is the tier's unit count and
         ``bound`` exceeds any unit's slots — plus :data:`_FULL` when the unit has no free slot. Kept by
         exact integer updates (wrapping, so exact modulo 2**64); a tier's keys are used only while its
-        window reads bound every key below 2**62. Also kept: tokens read per tier over the window.
+        window reads bound every key below 2**62.
         """
         ntiers = len(self.geometry)
         tier_u0 = self.unit_off[first_dev]
@@ -280,8 +280,6 @@ class TieredKVStore:
         self._key_index = np.arange(unit_tier.size, dtype=_I64) - tier_u0[unit_tier]
         self._unit_in_dev = np.arange(unit_tier.size, dtype=_I64) - self.unit_off[self.unit_dev]
         self._ukey = self._fresh_keys(np.arange(unit_tier.size, dtype=_I64))
-        self._tier_reads = np.zeros(ntiers, dtype=_I64)
-        self._read_ring = np.zeros((window, ntiers), dtype=_I64)  # per step of the window: tokens read per tier
         self._tier_bound = [g.max_unit_slots + 1 for g in self.geometry]
         # per tier: (start bank, row, column) of every slot of a unit, when units are small enough to tabulate
         self._slot_table = [g.slot_position(np.arange(g.max_unit_slots)) if g.max_unit_slots <= 1 << 16 else None
@@ -840,12 +838,9 @@ class TieredKVStore:
 
     def _record_reads(self, reads: np.ndarray) -> None:
         """Add one step of reads (global unit of every token read; ``last_reads`` set) to the activity window."""
-        row = self.activity.step % self._read_ring.shape[0]
         gone = self.activity.shift(reads)
         np.subtract.at(self._ukey, gone, self._key_read[gone])
         np.add.at(self._ukey, reads, self._key_read[reads])
-        self._tier_reads += self.last_reads - self._read_ring[row]
-        self._read_ring[row] = self.last_reads
 
     # --- migration ---------------------------------------------------------------------------------
 
@@ -977,7 +972,7 @@ class TieredKVStore:
         u0, u1 = self._tier_units[t]
         span = u1 - u0
         bound = self._tier_bound[t]
-        reads = int(self._tier_reads[t])
+        reads = int(self.activity.totals(u0, u1).sum())
         if (reads + 1) * bound * span > _FULL:
             return None
         # units with room are at least the free slots over the slots of the largest unit
@@ -1160,8 +1155,6 @@ class TieredKVStore:
             raise InvariantError("the kept live block list is stale")
         if not np.array_equal(self.activity.totals(), self.activity.counts.sum(axis=0)):
             raise InvariantError("kept activity totals differ from the window's sum")
-        if self._tier_reads.tolist() != [int(self.activity.totals(u0, u1).sum()) for u0, u1 in self._tier_units]:
-            raise InvariantError("kept per-tier window reads differ from the units' totals")
         if not np.array_equal(self._ukey, self._fresh_keys(np.arange(self._ukey.size))):
             raise InvariantError("a unit's kept rank key differs from its reads and blocks held")
         for g, own in enumerate(self._owner):
