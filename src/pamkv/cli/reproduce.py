@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from pamkv.cli.app import JSON_HELP, SEED_HELP, app
 from pamkv.errors import UserError
@@ -19,14 +19,14 @@ class _Bars:
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
-        self.task: object | None = None
+        self.task: TaskID | None = None
 
     def begin(self, figure: str, total: int) -> None:
         self.task = self.progress.add_task(figure, total=total, detail="")
 
     def step(self, label: str) -> None:
         if self.task is not None:
-            self.progress.update(self.task, advance=1, detail=label)  # type: ignore[arg-type]
+            self.progress.update(self.task, advance=1, detail=label)
 
 
 FIGURES_HELP = "fig9 (online), fig10 (offline), fig11 (energy), fig12 (ablation), fig13 (scaling); all by default."
