@@ -204,7 +204,6 @@ class LocalityBatch:
         self._slot_of: dict[int, int] = {}
         self._slot_count = 0  # slot numbers handed out so far (freed ones are reused first)
         self._free_slots: list[int] = []
-        self._lookup: tuple[np.ndarray, np.ndarray] | None = None  # sorted ids, their slots
         self._table = np.full(0, -1, dtype=np.int64)  # slot of each id below _TABLE_IDS held, else -1
         # The last listing checked (ids as bytes, their slots), valid until a context is added or removed.
         self._listed: tuple[bytes, np.ndarray] = (b"", np.zeros(0, dtype=np.int64))
@@ -285,7 +284,7 @@ class LocalityBatch:
             if np.count_nonzero(slots < 0):
                 raise KeyError(f"unknown context {int(ids[np.argmax(slots < 0)])}")
         else:
-            slots = self._sorted_lookup(ids)
+            slots = self._dict_lookup(ids)
         if unique:
             if not increasing:
                 ordered = np.sort(slots)
@@ -302,19 +301,12 @@ class LocalityBatch:
             raise KeyError(f"unknown context {context_id}")
         return np.array([slot], dtype=np.int64)
 
-    def _sorted_lookup(self, ids: np.ndarray) -> np.ndarray:
-        """Slots of ``ids`` (int64) by binary search over the sorted held ids (KeyError for an unknown one)."""
-        if self._lookup is None:
-            keys = np.fromiter(self._slot_of.keys(), dtype=np.int64, count=len(self._slot_of))
-            vals = np.fromiter(self._slot_of.values(), dtype=np.int64, count=len(self._slot_of))
-            order = np.argsort(keys, kind="stable")
-            self._lookup = (keys[order], vals[order])
-        keys, vals = self._lookup
-        pos = np.minimum(np.searchsorted(keys, ids), max(keys.size - 1, 0))
-        known = (pos < keys.size) & (keys[pos] == ids) if keys.size else np.zeros(ids.size, dtype=bool)
-        if not known.all():
-            raise KeyError(f"unknown context {int(ids[np.argmin(known)])}")
-        return vals[pos]
+    def _dict_lookup(self, ids: np.ndarray) -> np.ndarray:
+        """Slots of ``ids`` outside the dense table's range, one by one (KeyError for an unknown one)."""
+        try:
+            return np.array([self._slot_of[i] for i in ids.tolist()], dtype=np.int64)
+        except KeyError as missing:
+            raise KeyError(f"unknown context {missing.args[0]}") from None
 
     def tokens(self, context_ids: Iterable[int] | np.ndarray) -> np.ndarray:
         """Tokens now in each listed context (int64)."""
@@ -435,7 +427,6 @@ class LocalityBatch:
                     arr[:slot] = getattr(self, name)
                     setattr(self, name, arr)
         self._slot_of[cid] = slot
-        self._lookup = None
         self._listed = (b"", self._listed[1])
         if 0 <= cid < _TABLE_IDS:
             if cid >= self._table.size:
@@ -457,7 +448,6 @@ class LocalityBatch:
         if cid not in self._slot_of:
             raise KeyError(f"unknown context {cid}")
         slot = self._slot_of.pop(cid)
-        self._lookup = None
         self._listed = (b"", self._listed[1])
         if 0 <= cid < _TABLE_IDS:
             self._table[cid] = -1
