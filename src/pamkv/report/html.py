@@ -66,8 +66,8 @@ class Report:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>"
         )
 
-    def write(self, out_dir: str | Path) -> Path:
-        """Write ``out_dir/report.html`` and ``out_dir/<figure>.png``; returns the HTML path."""
+    def write(self, out_dir: str | Path, filename: str = "report.html") -> Path:
+        """Write ``out_dir/<filename>`` and ``out_dir/<figure>.png``; returns the HTML path."""
         out = Path(out_dir)
         try:
             out.mkdir(parents=True, exist_ok=True)
@@ -79,7 +79,7 @@ class Report:
                 + "\n".join(self.parts)
                 + "</body></html>"
             )
-            path = out / "report.html"
+            path = out / filename
             path.write_text(page)
         except OSError as exc:
             raise UserError(f"cannot write the report to {out}: {exc.strerror or exc}") from exc

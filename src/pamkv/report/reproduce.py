@@ -19,7 +19,6 @@ Derived quantities (docs/reproduce.md gives the reasons):
 from __future__ import annotations
 
 import math
-import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -823,18 +822,8 @@ def write_outputs(figures: dict[str, FigureResult], plan: Plan, out: Path, data:
         rep.table(fig.header, [[cell(v) for v in r] for r in fig.rows])
     try:
         out.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".reproduce-", dir=out))
     except OSError as exc:
         raise UserError(f"cannot write to {out}: {exc.strerror or exc}") from exc
-    try:
-        rep.write(staging)
-        for png in staging.glob("*.png"):
-            shutil.move(str(png), str(out / png.name))
-        html = out / "reproduce.html"
-        shutil.move(str(staging / "report.html"), str(html))
-    except OSError as exc:
-        raise UserError(f"cannot write the report to {out}: {exc.strerror or exc}") from exc
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    html = rep.write(out, "reproduce.html")
     write_json(data, out / "reproduce.json")
     return html
