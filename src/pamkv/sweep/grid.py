@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +48,7 @@ class Point:
     index: int
     params: dict[str, Any]  # sweep key -> value as written in the grid, in column order
     run: RunConfig  # the run; when ``system`` is set, ``run.system`` is the system it derives from
-    overrides: dict[str, Any] = field(default_factory=dict)  # 'system.…' key -> value
-    system: SystemConfig | None = None  # the derived system variant, when there are overrides
+    system: SystemConfig | None = None  # the variant derived by the point's 'system.…' keys, if any
 
 
 @dataclass
@@ -142,7 +141,7 @@ def expand(config: SweepConfig, source: str, node: yaml.Node | None = None, *, s
                 shown = ", ".join(f"{k}={show(v)}" for k, v in params.items())
                 raise fail(value_loc[exc.key], f"'{exc.key}' = {overrides[exc.key]!r} (point {index}: {shown}): "
                                                f"{exc.message}") from None
-        points.append(Point(index=index, params=params, run=run, overrides=overrides, system=variant))
+        points.append(Point(index=index, params=params, run=run, system=variant))
     return SweepPlan(source=source, config=config, keys=keys, points=points, seed=seed)
 
 
